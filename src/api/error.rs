@@ -1,0 +1,74 @@
+//! REST errors, each declared once with its HTTP status and JSON body `{"error": "..."}`.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+
+use crate::adapter::AdapterError;
+use crate::auth::rest::RestAuthError;
+
+/// Everything a REST call can fail with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 404: unknown app or path.
+    NotFound(String),
+    /// 405: known path, wrong method.
+    MethodNotAllowed,
+    /// 401: signature, key, timestamp, version or body_md5 problem.
+    Unauthorized(RestAuthError),
+    /// 403: app disabled.
+    Forbidden(String),
+    /// 400: invalid body or parameters.
+    BadRequest(String),
+    /// 413: body or event data above the limit.
+    TooLarge(String),
+    /// 503: the adapter (e.g. Redis) cannot answer.
+    Unavailable(AdapterError),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The message in the body.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::NotFound(m) | ApiError::Forbidden(m) | ApiError::BadRequest(m) | ApiError::TooLarge(m) => m.clone(),
+            ApiError::MethodNotAllowed => "Method not allowed".into(),
+            ApiError::Unauthorized(e) => e.to_string(),
+            ApiError::Unavailable(e) => e.to_string(),
+        }
+    }
+
+    /// The response.
+    pub fn response(&self) -> Response<Full<Bytes>> {
+        json_response(self.status(), &serde_json::json!({ "error": self.message() }))
+    }
+}
+
+impl From<AdapterError> for ApiError {
+    fn from(e: AdapterError) -> Self {
+        ApiError::Unavailable(e)
+    }
+}
+
+/// A JSON response with `Content-Type: application/json`.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}

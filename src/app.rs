@@ -1,0 +1,104 @@
+//! The registry of apps, by id and by key, with their settings and limits.
+//! `AppStore` is a trait so a database-backed store can replace the static one later.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{AppConfig, Config, Limits};
+
+/// One app as the server uses it.
+pub struct App {
+    /// REST id.
+    pub id: String,
+    /// Public key.
+    pub key: String,
+    secret: String,
+    /// Disabled apps refuse connections and REST calls.
+    pub enabled: bool,
+    /// Whether `client-` events are relayed.
+    pub client_events: bool,
+    /// Per-app connection cap.
+    pub max_connections: Option<usize>,
+    /// Effective limits (global merged with the app's overrides).
+    pub limits: Limits,
+}
+
+impl App {
+    /// Builds an app from its config section and the global limits.
+    pub fn from_config(c: &AppConfig, global: &Limits) -> App {
+        App {
+            id: c.id.clone(),
+            key: c.key.clone(),
+            secret: c.secret.clone(),
+            enabled: c.enabled,
+            client_events: c.enable_client_messages,
+            max_connections: c.max_connections,
+            limits: global.merged(&c.limits),
+        }
+    }
+
+    /// The signing secret. Never log it.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("id", &self.id).field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+/// Looks apps up by id (REST) and by key (WebSocket).
+pub trait AppStore: Send + Sync {
+    /// The app with this REST id.
+    fn by_id(&self, id: &str) -> Option<Arc<App>>;
+    /// The app with this public key.
+    fn by_key(&self, key: &str) -> Option<Arc<App>>;
+}
+
+/// Apps fixed at startup from the config file.
+#[derive(Debug, Default)]
+pub struct StaticApps {
+    by_id: HashMap<String, Arc<App>>,
+    by_key: HashMap<String, Arc<App>>,
+}
+
+impl StaticApps {
+    /// Indexes the config's apps.
+    pub fn from_config(config: &Config) -> StaticApps {
+        let mut s = StaticApps::default();
+        for c in &config.apps {
+            let app = Arc::new(App::from_config(c, &config.limits));
+            s.by_id.insert(app.id.clone(), app.clone());
+            s.by_key.insert(app.key.clone(), app);
+        }
+        s
+    }
+}
+
+impl AppStore for StaticApps {
+    fn by_id(&self, id: &str) -> Option<Arc<App>> {
+        self.by_id.get(id).cloned()
+    }
+
+    fn by_key(&self, key: &str) -> Option<Arc<App>> {
+        self.by_key.get(key).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_by_id_and_key() {
+        let apps = StaticApps::from_config(&Config::development());
+        assert_eq!(apps.by_id("app-id").map(|a| a.key.clone()), Some("app-key".into()));
+        assert_eq!(apps.by_key("app-key").map(|a| a.id.clone()), Some("app-id".into()));
+        assert!(apps.by_id("app-key").is_none());
+        let app = apps.by_key("app-key").unwrap();
+        assert_eq!(app.secret(), "app-secret");
+        assert!(!format!("{app:?}").contains("app-secret"));
+    }
+}

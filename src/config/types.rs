@@ -1,0 +1,236 @@
+//! Config data types with their defaults (Pusher's limits, PROTOCOL.md §8).
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    /// Listener and connection behaviour.
+    pub server: ServerConfig,
+    /// Limits for every app unless an app overrides them.
+    pub limits: Limits,
+    /// The apps this server serves.
+    pub apps: Vec<AppConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind (0 picks a free one).
+    pub port: u16,
+    /// Optional prefix before `/app/{key}` and `/apps/{id}` (e.g. `/ws`).
+    pub path_prefix: String,
+    /// Seconds of client silence before the server pings; sent to clients as `activity_timeout`.
+    pub activity_timeout: u64,
+    /// Seconds to wait for any frame after a ping before closing with 4201.
+    pub pong_timeout: u64,
+    /// Seconds a client may take to send the HTTP request headers (upgrade or REST).
+    pub handshake_timeout: u64,
+    /// Frames queued per connection before it is evicted as a slow consumer.
+    pub outbox_capacity: usize,
+    /// Maximum connections on this node (0: unlimited); beyond it, close 4100.
+    pub max_connections: usize,
+    /// Seconds to wait for connections to close on shutdown.
+    pub shutdown_timeout: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 6001,
+            path_prefix: String::new(),
+            activity_timeout: 120,
+            pong_timeout: 30,
+            handshake_timeout: 10,
+            outbox_capacity: 1024,
+            max_connections: 0,
+            shutdown_timeout: 5,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub(super) fn validate_into(&self, problems: &mut Vec<String>) {
+        if self.host.is_empty() {
+            problems.push("[server] host must not be empty".into());
+        }
+        if self.activity_timeout == 0 {
+            problems.push("[server] activity_timeout must be at least 1 second".into());
+        }
+        if self.pong_timeout == 0 {
+            problems.push("[server] pong_timeout must be at least 1 second".into());
+        }
+        if self.handshake_timeout == 0 {
+            problems.push("[server] handshake_timeout must be at least 1 second".into());
+        }
+        if self.outbox_capacity < 2 {
+            problems.push("[server] outbox_capacity must be at least 2".into());
+        }
+        let p = &self.path_prefix;
+        if !p.is_empty() && (!p.starts_with('/') || p.ends_with('/')) {
+            problems.push("[server] path_prefix must start with '/' and not end with '/' (e.g. \"/ws\")".into());
+        }
+    }
+}
+
+/// `[limits]` and `[apps.limits]`: Pusher's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Max `data` bytes of one event (REST and client events): 10 KiB.
+    pub max_event_data_bytes: usize,
+    /// Max channels in one trigger: 100.
+    pub max_channels_per_trigger: usize,
+    /// Max events in one batch: 10.
+    pub max_batch_events: usize,
+    /// Max channel name length: 200.
+    pub max_channel_name_len: usize,
+    /// Max event name length: 200.
+    pub max_event_name_len: usize,
+    /// Max distinct members of a presence channel: 100.
+    pub max_presence_members: usize,
+    /// Max serialized presence `user_info`: 1 KiB.
+    pub max_presence_user_info_bytes: usize,
+    /// Max presence user id length: 128.
+    pub max_presence_user_id_len: usize,
+    /// Client events per second per connection: 10.
+    pub client_events_per_second: u32,
+    /// Max inbound WebSocket message: 64 KiB (close 1009 beyond). Node-wide: apps cannot override it.
+    pub max_message_bytes: usize,
+    /// Max REST request body: 256 KiB (413 beyond).
+    pub max_request_body_bytes: usize,
+    /// Max channels one connection may subscribe to: 100 (0: unlimited).
+    pub max_channels_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_data_bytes: 10 * 1024,
+            max_channels_per_trigger: 100,
+            max_batch_events: 10,
+            max_channel_name_len: 200,
+            max_event_name_len: 200,
+            max_presence_members: 100,
+            max_presence_user_info_bytes: 1024,
+            max_presence_user_id_len: 128,
+            client_events_per_second: 10,
+            max_message_bytes: 64 * 1024,
+            max_request_body_bytes: 256 * 1024,
+            max_channels_per_connection: 100,
+        }
+    }
+}
+
+impl Limits {
+    pub(super) fn validate_into(&self, at: &str, problems: &mut Vec<String>) {
+        let positive = [
+            ("max_event_data_bytes", self.max_event_data_bytes),
+            ("max_channels_per_trigger", self.max_channels_per_trigger),
+            ("max_batch_events", self.max_batch_events),
+            ("max_channel_name_len", self.max_channel_name_len),
+            ("max_event_name_len", self.max_event_name_len),
+            ("max_presence_members", self.max_presence_members),
+            ("max_presence_user_info_bytes", self.max_presence_user_info_bytes),
+            ("max_presence_user_id_len", self.max_presence_user_id_len),
+            ("client_events_per_second", self.client_events_per_second as usize),
+            ("max_request_body_bytes", self.max_request_body_bytes),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                problems.push(format!("{at}: {name} must be greater than 0"));
+            }
+        }
+        if self.max_message_bytes <= self.max_event_data_bytes {
+            problems.push(format!(
+                "{at}: max_message_bytes must exceed max_event_data_bytes (frames carry an envelope)"
+            ));
+        }
+    }
+
+    /// These limits with an app's overrides applied.
+    pub fn merged(&self, o: &LimitsOverride) -> Limits {
+        Limits {
+            max_event_data_bytes: o.max_event_data_bytes.unwrap_or(self.max_event_data_bytes),
+            max_channels_per_trigger: o.max_channels_per_trigger.unwrap_or(self.max_channels_per_trigger),
+            max_batch_events: o.max_batch_events.unwrap_or(self.max_batch_events),
+            max_channel_name_len: o.max_channel_name_len.unwrap_or(self.max_channel_name_len),
+            max_event_name_len: o.max_event_name_len.unwrap_or(self.max_event_name_len),
+            max_presence_members: o.max_presence_members.unwrap_or(self.max_presence_members),
+            max_presence_user_info_bytes: o
+                .max_presence_user_info_bytes
+                .unwrap_or(self.max_presence_user_info_bytes),
+            max_presence_user_id_len: o.max_presence_user_id_len.unwrap_or(self.max_presence_user_id_len),
+            client_events_per_second: o.client_events_per_second.unwrap_or(self.client_events_per_second),
+            max_message_bytes: self.max_message_bytes,
+            max_request_body_bytes: o.max_request_body_bytes.unwrap_or(self.max_request_body_bytes),
+            max_channels_per_connection: o
+                .max_channels_per_connection
+                .unwrap_or(self.max_channels_per_connection),
+        }
+    }
+}
+
+/// Per-app overrides of [`Limits`]; unset fields inherit the global value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct LimitsOverride {
+    pub max_event_data_bytes: Option<usize>,
+    pub max_channels_per_trigger: Option<usize>,
+    pub max_batch_events: Option<usize>,
+    pub max_channel_name_len: Option<usize>,
+    pub max_event_name_len: Option<usize>,
+    pub max_presence_members: Option<usize>,
+    pub max_presence_user_info_bytes: Option<usize>,
+    pub max_presence_user_id_len: Option<usize>,
+    pub client_events_per_second: Option<u32>,
+    pub max_request_body_bytes: Option<usize>,
+    pub max_channels_per_connection: Option<usize>,
+}
+
+/// `[[apps]]`. `Debug` redacts the secret.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// App id used in REST paths (`/apps/{id}`); numeric ids suit every SDK.
+    pub id: String,
+    /// Public key used by clients (`/app/{key}`) and in signatures.
+    pub key: String,
+    /// Secret for HMAC signatures. Never logged.
+    pub secret: String,
+    /// Disabled apps refuse connections (4003) and REST calls (403).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Whether clients may send `client-` events.
+    #[serde(default)]
+    pub enable_client_messages: bool,
+    /// Max concurrent connections for this app (close 4004 beyond); unset: unlimited.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Overrides of the global limits.
+    #[serde(default)]
+    pub limits: LimitsOverride,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .field("enabled", &self.enabled)
+            .field("enable_client_messages", &self.enable_client_messages)
+            .field("max_connections", &self.max_connections)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}

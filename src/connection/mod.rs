@@ -1,0 +1,224 @@
+//! One WebSocket connection: handshake checks, the read/write loop over socket, outbox and
+//! liveness timer, and closing with a Pusher code.
+
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::app::App;
+use crate::outbox::Outbox;
+use crate::protocol::codes::{check_protocol, CloseReason, MESSAGE_TOO_BIG};
+use crate::protocol::outbound;
+use crate::state::State;
+use session::Session;
+
+/// Frames written per flush when the outbox has a backlog.
+const WRITE_BATCH: usize = 64;
+/// How long a closing handshake may take before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the HTTP layer learned from the upgrade request.
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    /// The app key from `/app/{key}`; `None` if the path did not match.
+    pub key: Option<String>,
+    /// The `protocol` query value.
+    pub protocol: Option<String>,
+}
+
+/// WebSocket settings for small idle connections with bounded inbound messages.
+pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
+/// Runs a connection from upgrade to close.
+pub async fn serve<S>(mut ws: WebSocketStream<S>, up: Upgrade, state: Arc<State>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let app = match admit(&state, &up) {
+        Ok(app) => app,
+        Err(reason) => {
+            tracing::debug!(code = reason.code(), key = ?up.key, "connection refused");
+            close(&mut ws, reason.code(), reason.message()).await;
+            return;
+        }
+    };
+    let app_hub = state.hub.app(&app.id);
+    if !app_hub.add_connection(app.max_connections) {
+        state.remove_connection();
+        let r = CloseReason::OverQuota;
+        tracing::warn!(app = %app.id, "app over connection quota");
+        close(&mut ws, r.code(), r.message()).await;
+        return;
+    }
+    let id = state.ids.next_id();
+    let (outbox, rx) = Outbox::new(id, state.config.server.outbox_capacity);
+    let outbox = Arc::new(outbox);
+    tracing::debug!(app = %app.id, socket_id = %id, "connection opened");
+    let mut session = Session::new(state.clone(), app.clone(), outbox.clone());
+    let reason = run(&mut ws, &state, &mut session, &outbox, rx).await;
+    match reason {
+        Some(r) => {
+            tracing::debug!(app = %app.id, socket_id = %id, code = r.0, "closing connection");
+            close(&mut ws, r.0, r.1).await;
+        }
+        None => tracing::debug!(app = %app.id, socket_id = %id, "connection closed by client"),
+    }
+    session.unsubscribe_all().await;
+    app_hub.remove_connection();
+    state.remove_connection();
+}
+
+/// The handshake checks, in PROTOCOL.md §1.2 order. On success the node count includes this one.
+fn admit(state: &State, up: &Upgrade) -> Result<Arc<App>, CloseReason> {
+    let key = up.key.as_deref().ok_or(CloseReason::PathNotFound)?;
+    let app = state.apps.by_key(key).ok_or(CloseReason::AppNotFound)?;
+    if !app.enabled {
+        return Err(CloseReason::AppDisabled);
+    }
+    check_protocol(up.protocol.as_deref())?;
+    if state.shutting_down() {
+        return Err(CloseReason::ShuttingDown);
+    }
+    if !state.add_connection() {
+        return Err(CloseReason::OverCapacity);
+    }
+    Ok(app)
+}
+
+/// The connection loop; returns the close code and message, or `None` if the client went away.
+async fn run<S>(
+    ws: &mut WebSocketStream<S>,
+    state: &State,
+    session: &mut Session,
+    outbox: &Arc<Outbox>,
+    mut rx: tokio::sync::mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>,
+) -> Option<(u16, &'static str)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let server = &state.config.server;
+    let activity = Duration::from_secs(server.activity_timeout);
+    let pong_wait = Duration::from_secs(server.pong_timeout);
+    let hello = outbound::connection_established(outbox.id, server.activity_timeout);
+    if ws.send(Message::Text(hello.into())).await.is_err() {
+        return None;
+    }
+    let mut shutdown = state.shutdown.clone();
+    let mut last_seen = Instant::now();
+    let mut pinged = false;
+    let timer = tokio::time::sleep_until(last_seen + activity);
+    tokio::pin!(timer);
+    let reason = |r: CloseReason| Some((r.code(), r.message()));
+    loop {
+        tokio::select! {
+            biased;
+            _ = outbox.evicted() => {
+                tracing::warn!(socket_id = %outbox.id, "slow consumer evicted");
+                return reason(CloseReason::SlowConsumer);
+            }
+            _ = crate::state::shutdown_started(&mut shutdown) => return reason(CloseReason::ShuttingDown),
+            msg = ws.next() => {
+                let msg = match msg {
+                    None => return None,
+                    Some(Ok(m)) => m,
+                    Some(Err(WsError::Capacity(e))) => {
+                        tracing::debug!(socket_id = %outbox.id, error = %e, "inbound message too big");
+                        return Some((MESSAGE_TOO_BIG, "Message too big"));
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(socket_id = %outbox.id, error = %e, "socket error");
+                        return None;
+                    }
+                };
+                last_seen = Instant::now();
+                pinged = false;
+                match msg {
+                    Message::Text(t) => session.handle_text(t.as_str()).await,
+                    Message::Binary(_) => tracing::debug!(socket_id = %outbox.id, "binary frame ignored"),
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                        // tungstenite queued the Pong reply; send it now.
+                        if ws.flush().await.is_err() {
+                            return None;
+                        }
+                    }
+                    Message::Close(_) => {
+                        let _ = ws.flush().await;
+                        return None;
+                    }
+                }
+            }
+            frame = rx.recv() => {
+                let Some(frame) = frame else { return None };
+                if write_batch(ws, frame, &mut rx).await.is_err() {
+                    return None;
+                }
+            }
+            () = &mut timer => {
+                let idle = last_seen.elapsed();
+                if idle < activity {
+                    timer.as_mut().reset(last_seen + activity);
+                } else if !pinged {
+                    pinged = true;
+                    if ws.send(Message::Ping(Default::default())).await.is_err() {
+                        return None;
+                    }
+                    timer.as_mut().reset(Instant::now() + pong_wait);
+                } else {
+                    return reason(CloseReason::PongTimeout);
+                }
+            }
+        }
+    }
+}
+
+/// Writes one frame plus whatever else is already queued, then flushes once.
+async fn write_batch<S>(
+    ws: &mut WebSocketStream<S>,
+    first: tokio_tungstenite::tungstenite::Utf8Bytes,
+    rx: &mut tokio::sync::mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.feed(Message::Text(first)).await?;
+    for _ in 1..WRITE_BATCH {
+        match rx.try_recv() {
+            Ok(f) => ws.feed(Message::Text(f)).await?,
+            Err(_) => break,
+        }
+    }
+    ws.flush().await
+}
+
+/// Sends `pusher:error` with the code, then a close frame with the same code, and waits
+/// (bounded) for the client's close reply.
+pub async fn close<S>(ws: &mut WebSocketStream<S>, code: u16, message: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let closing = async {
+        let _ = ws.send(Message::Text(outbound::error(Some(code), message, None).into())).await;
+        let frame = CloseFrame { code: CloseCode::from(code), reason: message.to_string().into() };
+        if ws.close(Some(frame)).await.is_err() {
+            return;
+        }
+        while let Some(Ok(_)) = ws.next().await {}
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+}

@@ -1,0 +1,99 @@
+//! The HTTP front door: accepting TCP connections, keep-alive HTTP/1.1, and routing each request
+//! to the WebSocket upgrade (`/app/{key}`), the REST API (`/apps/{id}/…`) or health checks.
+
+mod upgrade;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{self, json_response};
+use crate::state::State;
+
+/// Held by every connection task; shutdown waits until all of them are dropped.
+#[derive(Debug, Clone)]
+pub struct DrainGuard(#[allow(dead_code)] mpsc::Sender<()>);
+
+impl DrainGuard {
+    /// A guard and the receiver that completes when every clone is gone.
+    pub fn new() -> (DrainGuard, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel(1);
+        (DrainGuard(tx), rx)
+    }
+}
+
+/// Accepts connections until shutdown, serving each on its own task.
+pub async fn accept_loop(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>, guard: DrainGuard) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = crate::state::shutdown_started(&mut shutdown) => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let guard = guard.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let svc_guard = guard.clone();
+            let svc_state = state.clone();
+            let svc = service_fn(move |req| {
+                let state = svc_state.clone();
+                let guard = svc_guard.clone();
+                async move { Ok::<_, Infallible>(dispatch(req, state, guard).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(state.config.server.handshake_timeout))
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = crate::state::shutdown_started(&mut shutdown) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+            drop(guard);
+        });
+    }
+}
+
+async fn dispatch(req: Request<Incoming>, state: Arc<State>, guard: DrainGuard) -> Response<Full<Bytes>> {
+    let prefix = state.config.server.path_prefix.as_str();
+    let full = req.uri().path().to_string();
+    let path = match full.strip_prefix(prefix) {
+        Some(p) if !prefix.is_empty() && p.starts_with('/') => p.to_string(),
+        _ => full,
+    };
+    if upgrade::is_websocket(&req) {
+        return upgrade::upgrade(req, &path, state, guard);
+    }
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/" | "/health") => json_response(StatusCode::OK, &serde_json::json!({"ok": true})),
+        (_, p) if p.starts_with("/apps/") => api::handle(req, &path, state).await,
+        _ => json_response(StatusCode::NOT_FOUND, &serde_json::json!({"error": "Not found"})),
+    }
+}

@@ -1,0 +1,118 @@
+//! herald: a self-hosted, Pusher-protocol-compatible channel server.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | the `Config` type: TOML, `${VAR}` interpolation, `HERALD_*` overrides, validation, the development app |
+//! | [`protocol`] | frames in and out, channel kinds and name rules, error/close codes, presence data; pure, no I/O |
+//! | [`auth`] | channel-auth, sign-in, REST request and webhook signatures; constant-time checks |
+//! | [`app`] | the registry of apps by id and by key, with their limits |
+//! | [`connection`] | one WebSocket: handshake checks, read/write loop, outbox, liveness, its session state |
+//! | [`outbox`] | a connection's bounded frame queue and its slow-consumer eviction signal |
+//! | [`hub`] | this node's channels → subscribers and presence members, fan-out |
+//! | [`broadcast`] | the one message type of every delivery path and the one place it becomes a frame |
+//! | [`adapter`] | the node/cluster boundary: publish, subscribe bookkeeping, channel queries (`local` now) |
+//! | [`http`] | accepting connections, routing to the upgrade, the REST API and health checks |
+//! | [`api`] | REST endpoints under `/apps/{id}/…`, their validation and errors |
+//! | [`state`] | what every handler shares |
+//!
+//! [`Server`] starts all of it on a listener (port 0 in tests) and shuts it down cleanly.
+
+pub mod adapter;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod broadcast;
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod hub;
+pub mod outbox;
+pub mod protocol;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::adapter::local::LocalAdapter;
+use crate::app::StaticApps;
+use crate::config::Config;
+use crate::http::DrainGuard;
+use crate::hub::Hub;
+use crate::state::State;
+
+/// A running herald node.
+pub struct Server {
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+    drained: tokio::sync::mpsc::Receiver<()>,
+    guard: Option<DrainGuard>,
+}
+
+impl Server {
+    /// Validates the config, binds `host:port` and starts serving.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let bind = format!("{}:{}", config.server.host, config.server.port);
+        let listener = TcpListener::bind(&bind).await.map_err(|e| StartError::Bind(bind, e))?;
+        let addr = listener.local_addr().map_err(|e| StartError::Bind(config.server.host.clone(), e))?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let hub = Arc::new(Hub::default());
+        let apps = Arc::new(StaticApps::from_config(&config));
+        let adapter = Arc::new(LocalAdapter::new(hub.clone()));
+        let state = Arc::new(State::new(config, apps, hub, adapter, shutdown_rx.clone()));
+        let (guard, drained) = DrainGuard::new();
+        let accept = tokio::spawn(http::accept_loop(listener, state.clone(), shutdown_rx, guard.clone()));
+        Ok(Server { addr, state, shutdown, accept, drained, guard: Some(guard) })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shared state, for inspection in tests.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Stops accepting, closes every WebSocket with 4200 and waits (bounded by
+    /// `shutdown_timeout`) for connections to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        let _ = (&mut self.accept).await;
+        self.guard.take();
+        let wait = Duration::from_secs(self.state.config.server.shutdown_timeout);
+        if tokio::time::timeout(wait, self.drained.recv()).await.is_err() {
+            tracing::warn!(open = self.state.connection_count(), "shutdown timeout reached with connections still open");
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration is invalid.
+    Config(config::ConfigError),
+    /// The address could not be bound.
+    Bind(String, std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "{e}"),
+            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}

@@ -1,0 +1,154 @@
+//! The `herald` command line: `serve` (default) and `check-config`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use herald::config::Config;
+use herald::Server;
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "A self-hosted, Pusher-compatible channel server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct ServeArgs {
+    /// Config file (TOML). Without one, a development app is served.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to bind (overrides the config and HERALD_HOST).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to bind (overrides the config and HERALD_PORT).
+    #[arg(long)]
+    port: Option<u16>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Validate a config file and print every problem.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Config::from_file(file) {
+        Ok(c) => {
+            println!("{}: OK ({} app(s), listening on {}:{})", file.display(), c.apps.len(), c.server.host, c.server.port);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &ServeArgs) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => {
+            let mut c = Config::development();
+            let mut problems = Vec::new();
+            c.apply_env(&|n| std::env::var(n).ok(), &mut problems);
+            if !problems.is_empty() {
+                return Err(problems.join("\n"));
+            }
+            c
+        }
+    };
+    if let Some(h) = &args.host {
+        config.server.host = h.clone();
+    }
+    if let Some(p) = args.port {
+        config.server.port = p;
+    }
+    Ok(config)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let dev = args.config.is_none();
+        let server = match Server::start(config.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = server.local_addr();
+        if dev {
+            tracing::warn!("no --config given: serving the built-in development app; do not use these credentials in production");
+            println!("herald listening on {addr} (development app)");
+            println!("  app_id:  app-id");
+            println!("  key:     app-key");
+            println!("  secret:  app-secret");
+        } else {
+            tracing::info!(%addr, apps = config.apps.len(), "herald listening");
+        }
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

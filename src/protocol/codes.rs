@@ -1,0 +1,111 @@
+//! Pusher close and error codes (PROTOCOL.md §1.6) and the connection-fatal reasons that use them.
+
+/// A reason to close a connection, always preceded by a `pusher:error` with the same code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// 4001: no app with this key.
+    AppNotFound,
+    /// 4003: the app exists but is disabled.
+    AppDisabled,
+    /// 4004: the app has reached its connection limit.
+    OverQuota,
+    /// 4005: the upgrade did not target `/app/{key}`.
+    PathNotFound,
+    /// 4007: `protocol` is not an integer in the accepted range.
+    UnsupportedProtocol,
+    /// 4008: `protocol` is missing.
+    NoProtocol,
+    /// 4009: the user's connections were terminated through the REST API.
+    Unauthorized,
+    /// 4100: the node is over capacity.
+    OverCapacity,
+    /// 4200: the server is shutting down; reconnect immediately (to another node).
+    ShuttingDown,
+    /// 4200: the connection could not keep up with its messages and was evicted.
+    SlowConsumer,
+    /// 4201: no pong arrived after a ping.
+    PongTimeout,
+}
+
+impl CloseReason {
+    /// The Pusher close code.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::AppNotFound => 4001,
+            CloseReason::AppDisabled => 4003,
+            CloseReason::OverQuota => 4004,
+            CloseReason::PathNotFound => 4005,
+            CloseReason::UnsupportedProtocol => 4007,
+            CloseReason::NoProtocol => 4008,
+            CloseReason::Unauthorized => 4009,
+            CloseReason::OverCapacity => 4100,
+            CloseReason::ShuttingDown | CloseReason::SlowConsumer => 4200,
+            CloseReason::PongTimeout => 4201,
+        }
+    }
+
+    /// The human message sent in the `pusher:error` and as the close reason (≤ 123 bytes).
+    pub fn message(self) -> &'static str {
+        match self {
+            CloseReason::AppNotFound => "Application does not exist",
+            CloseReason::AppDisabled => "Application disabled",
+            CloseReason::OverQuota => "Application is over connection quota",
+            CloseReason::PathNotFound => "Path not found",
+            CloseReason::UnsupportedProtocol => "Unsupported protocol version",
+            CloseReason::NoProtocol => "No protocol version supplied",
+            CloseReason::Unauthorized => "Connection is unauthorized",
+            CloseReason::OverCapacity => "Over capacity",
+            CloseReason::ShuttingDown => "Server is shutting down, reconnect immediately",
+            CloseReason::SlowConsumer => "Connection could not keep up, reconnect immediately",
+            CloseReason::PongTimeout => "Pong reply not received",
+        }
+    }
+}
+
+/// Close code for an inbound message above the size limit (WebSocket "message too big").
+pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// `pusher:error` code for a client event dropped by the rate limit (never a close code).
+pub const CLIENT_EVENT_RATE_LIMIT: u16 = 4301;
+
+/// Lowest and highest accepted `protocol` query value.
+pub const PROTOCOL_MIN: u32 = 4;
+/// See [`PROTOCOL_MIN`].
+pub const PROTOCOL_MAX: u32 = 7;
+
+/// Checks the `protocol` query parameter (PROTOCOL.md §1.1).
+pub fn check_protocol(value: Option<&str>) -> Result<u32, CloseReason> {
+    let v = value.ok_or(CloseReason::NoProtocol)?;
+    match v.parse::<u32>() {
+        Ok(n) if (PROTOCOL_MIN..=PROTOCOL_MAX).contains(&n) => Ok(n),
+        _ => Err(CloseReason::UnsupportedProtocol),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_versions() {
+        assert_eq!(check_protocol(Some("7")), Ok(7));
+        assert_eq!(check_protocol(Some("5")), Ok(5));
+        assert_eq!(check_protocol(Some("4")), Ok(4));
+        assert_eq!(check_protocol(Some("3")), Err(CloseReason::UnsupportedProtocol));
+        assert_eq!(check_protocol(Some("8")), Err(CloseReason::UnsupportedProtocol));
+        assert_eq!(check_protocol(Some("abc")), Err(CloseReason::UnsupportedProtocol));
+        assert_eq!(check_protocol(Some("")), Err(CloseReason::UnsupportedProtocol));
+        assert_eq!(check_protocol(None), Err(CloseReason::NoProtocol));
+    }
+
+    #[test]
+    fn messages_fit_a_close_frame() {
+        for r in [
+            CloseReason::AppNotFound,
+            CloseReason::ShuttingDown,
+            CloseReason::SlowConsumer,
+            CloseReason::PongTimeout,
+        ] {
+            assert!(r.message().len() <= 123);
+        }
+    }
+}

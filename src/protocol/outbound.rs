@@ -1,0 +1,137 @@
+//! Building server → client frames (PROTOCOL.md §1.4). Every function returns the finished text.
+
+use serde::Serialize;
+
+use super::error::ProtocolError;
+use super::socket_id::SocketId;
+
+#[derive(Serialize)]
+struct Frame<'a> {
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+}
+
+fn to_text<T: Serialize>(value: &T) -> String {
+    // Serializing these plain structs of strings and integers cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// A channel event: `{"event","channel","data"[,"user_id"]}` with `data` as a string.
+pub fn channel_event(event: &str, channel: &str, data: &str, user_id: Option<&str>) -> String {
+    to_text(&Frame {
+        event,
+        channel: Some(channel),
+        data: Some(data),
+        user_id,
+    })
+}
+
+/// `pusher:connection_established` with its double-encoded data.
+pub fn connection_established(socket_id: SocketId, activity_timeout: u64) -> String {
+    #[derive(Serialize)]
+    struct Established {
+        socket_id: String,
+        activity_timeout: u64,
+    }
+    let data = to_text(&Established {
+        socket_id: socket_id.to_string(),
+        activity_timeout,
+    });
+    to_text(&Frame {
+        event: "pusher:connection_established",
+        channel: None,
+        data: Some(&data),
+        user_id: None,
+    })
+}
+
+/// `pusher:pong`.
+pub fn pong() -> String {
+    r#"{"event":"pusher:pong","data":"{}"}"#.to_string()
+}
+
+/// `pusher:error` with an object `data` `{code, message}` and an optional channel.
+pub fn error(code: Option<u16>, message: &str, channel: Option<&str>) -> String {
+    #[derive(Serialize)]
+    struct ErrorData<'a> {
+        code: Option<u16>,
+        message: &'a str,
+    }
+    #[derive(Serialize)]
+    struct ErrorFrame<'a> {
+        event: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        channel: Option<&'a str>,
+        data: ErrorData<'a>,
+    }
+    to_text(&ErrorFrame {
+        event: "pusher:error",
+        channel,
+        data: ErrorData { code, message },
+    })
+}
+
+/// `pusher:error` for a rejected message.
+pub fn protocol_error(err: &ProtocolError) -> String {
+    error(err.code(), &err.message(), err.channel())
+}
+
+/// `pusher_internal:subscription_succeeded`; `data` is `"{}"` or the presence payload.
+pub fn subscription_succeeded(channel: &str, data: &str) -> String {
+    channel_event("pusher_internal:subscription_succeeded", channel, data, None)
+}
+
+/// `pusher:signin_success` with object data `{"user_data": "<string>"}`.
+pub fn signin_success(user_data: &str) -> String {
+    #[derive(Serialize)]
+    struct D<'a> {
+        user_data: &'a str,
+    }
+    #[derive(Serialize)]
+    struct F<'a> {
+        event: &'static str,
+        data: D<'a>,
+    }
+    to_text(&F {
+        event: "pusher:signin_success",
+        data: D { user_data },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_frames() {
+        assert_eq!(
+            connection_established(SocketId { node: 3418419052, seq: 2830135721 }, 120),
+            r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"3418419052.2830135721\",\"activity_timeout\":120}"}"#
+        );
+        assert_eq!(
+            error(Some(4001), "Application does not exist", None),
+            r#"{"event":"pusher:error","data":{"code":4001,"message":"Application does not exist"}}"#
+        );
+        assert_eq!(
+            error(None, "x", Some("private-a")),
+            r#"{"event":"pusher:error","channel":"private-a","data":{"code":null,"message":"x"}}"#
+        );
+        assert_eq!(
+            subscription_succeeded("private-foobar", "{}"),
+            r#"{"event":"pusher_internal:subscription_succeeded","channel":"private-foobar","data":"{}"}"#
+        );
+        assert_eq!(
+            channel_event("client-typing", "presence-chat", r#"{"typing":true}"#, Some("10")),
+            r#"{"event":"client-typing","channel":"presence-chat","data":"{\"typing\":true}","user_id":"10"}"#
+        );
+        assert_eq!(
+            signin_success(r#"{"id":"1"}"#),
+            r#"{"event":"pusher:signin_success","data":{"user_data":"{\"id\":\"1\"}"}}"#
+        );
+    }
+}

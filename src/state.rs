@@ -1,0 +1,90 @@
+//! What every connection and request handler shares: config, apps, adapter, hub, ids, shutdown.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::adapter::Adapter;
+use crate::app::AppStore;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::protocol::socket_id::SocketIdGen;
+
+/// Shared server state, one per running `Server`.
+pub struct State {
+    /// The configuration the server was started with.
+    pub config: Config,
+    /// App lookup.
+    pub apps: Arc<dyn AppStore>,
+    /// This node's channels.
+    pub hub: Arc<Hub>,
+    /// Where broadcasts and channel queries go.
+    pub adapter: Arc<dyn Adapter>,
+    /// Socket id source.
+    pub ids: SocketIdGen,
+    /// Flips to `true` when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// WebSocket connections open on this node.
+    connections: AtomicUsize,
+}
+
+impl State {
+    /// Assembles the state.
+    pub fn new(
+        config: Config,
+        apps: Arc<dyn AppStore>,
+        hub: Arc<Hub>,
+        adapter: Arc<dyn Adapter>,
+        shutdown: watch::Receiver<bool>,
+    ) -> State {
+        let ids = SocketIdGen::new(rand::random::<u32>(), u64::from(rand::random::<u32>()));
+        State {
+            config,
+            apps,
+            hub,
+            adapter,
+            ids,
+            shutdown,
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Counts a connection on this node unless the node is full.
+    pub fn add_connection(&self) -> bool {
+        let max = self.config.server.max_connections;
+        let prev = self.connections.fetch_add(1, Ordering::AcqRel);
+        if max > 0 && prev >= max {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Forgets a connection counted by [`State::add_connection`].
+    pub fn remove_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Open WebSocket connections on this node.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("connections", &self.connection_count()).finish_non_exhaustive()
+    }
+}
+
+/// Resolves once shutdown has begun (or the server is gone).
+pub async fn shutdown_started(rx: &mut watch::Receiver<bool>) {
+    // The guard returned by `wait_for` is not `Send`; drop it here.
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
