@@ -45,7 +45,10 @@ impl App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("id", &self.id).field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("App")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,8 +97,14 @@ mod tests {
     #[test]
     fn lookup_by_id_and_key() {
         let apps = StaticApps::from_config(&Config::development());
-        assert_eq!(apps.by_id("app-id").map(|a| a.key.clone()), Some("app-key".into()));
-        assert_eq!(apps.by_key("app-key").map(|a| a.id.clone()), Some("app-id".into()));
+        assert_eq!(
+            apps.by_id("app-id").map(|a| a.key.clone()),
+            Some("app-key".into())
+        );
+        assert_eq!(
+            apps.by_key("app-key").map(|a| a.id.clone()),
+            Some("app-id".into())
+        );
         assert!(apps.by_id("app-key").is_none());
         let app = apps.by_key("app-key").unwrap();
         assert_eq!(app.secret(), "app-secret");

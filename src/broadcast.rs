@@ -25,7 +25,13 @@ pub struct Broadcast {
 impl Broadcast {
     /// Serializes the frame once; every subscriber gets a cheap clone of the result.
     pub fn to_frame(&self) -> Utf8Bytes {
-        outbound::channel_event(&self.event, &self.channel, &self.data, self.user_id.as_deref()).into()
+        outbound::channel_event(
+            &self.event,
+            &self.channel,
+            &self.data,
+            self.user_id.as_deref(),
+        )
+        .into()
     }
 }
 

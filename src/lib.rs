@@ -62,16 +62,32 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, StartError> {
         config.validate().map_err(StartError::Config)?;
         let bind = format!("{}:{}", config.server.host, config.server.port);
-        let listener = TcpListener::bind(&bind).await.map_err(|e| StartError::Bind(bind, e))?;
-        let addr = listener.local_addr().map_err(|e| StartError::Bind(config.server.host.clone(), e))?;
+        let listener = TcpListener::bind(&bind)
+            .await
+            .map_err(|e| StartError::Bind(bind, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(config.server.host.clone(), e))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let hub = Arc::new(Hub::default());
         let apps = Arc::new(StaticApps::from_config(&config));
         let adapter = Arc::new(LocalAdapter::new(hub.clone()));
         let state = Arc::new(State::new(config, apps, hub, adapter, shutdown_rx.clone()));
         let (guard, drained) = DrainGuard::new();
-        let accept = tokio::spawn(http::accept_loop(listener, state.clone(), shutdown_rx, guard.clone()));
-        Ok(Server { addr, state, shutdown, accept, drained, guard: Some(guard) })
+        let accept = tokio::spawn(http::accept_loop(
+            listener,
+            state.clone(),
+            shutdown_rx,
+            guard.clone(),
+        ));
+        Ok(Server {
+            addr,
+            state,
+            shutdown,
+            accept,
+            drained,
+            guard: Some(guard),
+        })
     }
 
     /// The bound address (useful with port 0).
@@ -91,8 +107,14 @@ impl Server {
         let _ = (&mut self.accept).await;
         self.guard.take();
         let wait = Duration::from_secs(self.state.config.server.shutdown_timeout);
-        if tokio::time::timeout(wait, self.drained.recv()).await.is_err() {
-            tracing::warn!(open = self.state.connection_count(), "shutdown timeout reached with connections still open");
+        if tokio::time::timeout(wait, self.drained.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.state.connection_count(),
+                "shutdown timeout reached with connections still open"
+            );
         }
     }
 }

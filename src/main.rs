@@ -8,7 +8,11 @@ use herald::config::Config;
 use herald::Server;
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "A self-hosted, Pusher-compatible channel server")]
+#[command(
+    name = "herald",
+    version,
+    about = "A self-hosted, Pusher-compatible channel server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -58,7 +62,13 @@ fn main() -> ExitCode {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match Config::from_file(file) {
         Ok(c) => {
-            println!("{}: OK ({} app(s), listening on {}:{})", file.display(), c.apps.len(), c.server.host, c.server.port);
+            println!(
+                "{}: OK ({} app(s), listening on {}:{})",
+                file.display(),
+                c.apps.len(),
+                c.server.host,
+                c.server.port
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -98,7 +108,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

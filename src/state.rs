@@ -79,7 +79,9 @@ impl State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("connections", &self.connection_count()).finish_non_exhaustive()
+        f.debug_struct("State")
+            .field("connections", &self.connection_count())
+            .finish_non_exhaustive()
     }
 }
 

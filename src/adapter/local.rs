@@ -26,24 +26,48 @@ impl Adapter for LocalAdapter {
     }
 
     fn subscribe<'a>(&'a self, j: Join<'a>) -> BoxFuture<'a, Result<Joined, JoinRefused>> {
-        let r = self.hub.app(j.app).subscribe(j.channel, j.conn, j.member, j.max_members);
+        let r = self
+            .hub
+            .app(j.app)
+            .subscribe(j.channel, j.conn, j.member, j.max_members);
         Box::pin(std::future::ready(r))
     }
 
-    fn unsubscribe<'a>(&'a self, app: &'a str, channel: &'a str, id: SocketId, user_id: Option<&'a str>) -> BoxFuture<'a, Left> {
+    fn unsubscribe<'a>(
+        &'a self,
+        app: &'a str,
+        channel: &'a str,
+        id: SocketId,
+        user_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Left> {
         let r = self.hub.app(app).unsubscribe(channel, id, user_id);
         Box::pin(std::future::ready(r))
     }
 
-    fn channels<'a>(&'a self, app: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<(String, ChannelStats)>, AdapterError>> {
+    fn channels<'a>(
+        &'a self,
+        app: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, ChannelStats)>, AdapterError>> {
         Box::pin(std::future::ready(Ok(self.hub.app(app).channels(prefix))))
     }
 
-    fn channel<'a>(&'a self, app: &'a str, channel: &'a str) -> BoxFuture<'a, Result<ChannelStats, AdapterError>> {
-        Box::pin(std::future::ready(Ok(self.hub.app(app).channel_stats(channel))))
+    fn channel<'a>(
+        &'a self,
+        app: &'a str,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<ChannelStats, AdapterError>> {
+        Box::pin(std::future::ready(Ok(self
+            .hub
+            .app(app)
+            .channel_stats(channel))))
     }
 
-    fn users<'a>(&'a self, app: &'a str, channel: &'a str) -> BoxFuture<'a, Result<Vec<String>, AdapterError>> {
+    fn users<'a>(
+        &'a self,
+        app: &'a str,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, AdapterError>> {
         Box::pin(std::future::ready(Ok(self.hub.app(app).user_ids(channel))))
     }
 }

@@ -52,14 +52,32 @@ pub trait Adapter: Send + Sync + 'static {
     fn subscribe<'a>(&'a self, join: Join<'a>) -> BoxFuture<'a, Result<Joined, JoinRefused>>;
 
     /// Unsubscribes a socket; `Left` says whether the member's last socket left the cluster.
-    fn unsubscribe<'a>(&'a self, app: &'a str, channel: &'a str, id: SocketId, user_id: Option<&'a str>) -> BoxFuture<'a, Left>;
+    fn unsubscribe<'a>(
+        &'a self,
+        app: &'a str,
+        channel: &'a str,
+        id: SocketId,
+        user_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Left>;
 
     /// Occupied channels with this prefix and their counts.
-    fn channels<'a>(&'a self, app: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<(String, ChannelStats)>, AdapterError>>;
+    fn channels<'a>(
+        &'a self,
+        app: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, ChannelStats)>, AdapterError>>;
 
     /// Counts for one channel.
-    fn channel<'a>(&'a self, app: &'a str, channel: &'a str) -> BoxFuture<'a, Result<ChannelStats, AdapterError>>;
+    fn channel<'a>(
+        &'a self,
+        app: &'a str,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<ChannelStats, AdapterError>>;
 
     /// Distinct presence user ids of a channel.
-    fn users<'a>(&'a self, app: &'a str, channel: &'a str) -> BoxFuture<'a, Result<Vec<String>, AdapterError>>;
+    fn users<'a>(
+        &'a self,
+        app: &'a str,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, AdapterError>>;
 }

@@ -43,7 +43,10 @@ impl ApiError {
     /// The message in the body.
     pub fn message(&self) -> String {
         match self {
-            ApiError::NotFound(m) | ApiError::Forbidden(m) | ApiError::BadRequest(m) | ApiError::TooLarge(m) => m.clone(),
+            ApiError::NotFound(m)
+            | ApiError::Forbidden(m)
+            | ApiError::BadRequest(m)
+            | ApiError::TooLarge(m) => m.clone(),
             ApiError::MethodNotAllowed => "Method not allowed".into(),
             ApiError::Unauthorized(e) => e.to_string(),
             ApiError::Unavailable(e) => e.to_string(),
@@ -52,7 +55,10 @@ impl ApiError {
 
     /// The response.
     pub fn response(&self) -> Response<Full<Bytes>> {
-        json_response(self.status(), &serde_json::json!({ "error": self.message() }))
+        json_response(
+            self.status(),
+            &serde_json::json!({ "error": self.message() }),
+        )
     }
 }
 

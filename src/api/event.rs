@@ -39,7 +39,12 @@ impl Info {
     pub fn parse(raw: Option<&str>, extra: &[&str]) -> Result<(Info, Vec<String>), ApiError> {
         let mut info = Info::default();
         let mut others = Vec::new();
-        for attr in raw.unwrap_or("").split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        for attr in raw
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
             match attr {
                 "user_count" => info.user_count = true,
                 "subscription_count" => info.subscription_count = true,
@@ -78,7 +83,10 @@ pub fn validate(body: EventBody, limits: &Limits, in_batch: bool) -> Result<Even
         return bad("Missing event name: 'name' is required".into());
     };
     if name.chars().count() > limits.max_event_name_len {
-        return bad(format!("Event name is longer than {} characters", limits.max_event_name_len));
+        return bad(format!(
+            "Event name is longer than {} characters",
+            limits.max_event_name_len
+        ));
     }
     if name.starts_with("pusher:") || name.starts_with("pusher_internal:") {
         return bad(format!("Event name {name:?} is reserved"));
@@ -96,7 +104,9 @@ pub fn validate(body: EventBody, limits: &Limits, in_batch: bool) -> Result<Even
         )));
     }
     let names = match (body.channels, body.channel) {
-        (Some(_), _) if in_batch => return bad("Batch events take 'channel', not 'channels'".into()),
+        (Some(_), _) if in_batch => {
+            return bad("Batch events take 'channel', not 'channels'".into())
+        }
         (Some(list), _) => list,
         (None, Some(one)) => vec![one],
         (None, None) => return bad("Missing 'channels' or 'channel'".into()),
@@ -105,7 +115,10 @@ pub fn validate(body: EventBody, limits: &Limits, in_batch: bool) -> Result<Even
         return bad("'channels' must not be empty".into());
     }
     if names.len() > limits.max_channels_per_trigger {
-        return bad(format!("At most {} channels per event", limits.max_channels_per_trigger));
+        return bad(format!(
+            "At most {} channels per event",
+            limits.max_channels_per_trigger
+        ));
     }
     let mut channels: Vec<String> = Vec::with_capacity(names.len());
     let mut encrypted = false;
@@ -122,10 +135,19 @@ pub fn validate(body: EventBody, limits: &Limits, in_batch: bool) -> Result<Even
     }
     let except = match body.socket_id {
         None => None,
-        Some(s) => Some(SocketId::parse(&s).ok_or_else(|| ApiError::BadRequest(format!("Invalid socket_id: {s:?}")))?),
+        Some(s) => Some(
+            SocketId::parse(&s)
+                .ok_or_else(|| ApiError::BadRequest(format!("Invalid socket_id: {s:?}")))?,
+        ),
     };
     let (info, _) = Info::parse(body.info.as_deref(), &[])?;
-    Ok(Event { name, data, channels, except, info })
+    Ok(Event {
+        name,
+        data,
+        channels,
+        except,
+        info,
+    })
 }
 
 /// Validates a whole batch before anything is published.
@@ -137,7 +159,10 @@ pub fn validate_batch(body: BatchBody, limits: &Limits) -> Result<Vec<Event>, Ap
         return Err(ApiError::BadRequest("'batch' must not be empty".into()));
     }
     if batch.len() > limits.max_batch_events {
-        return Err(ApiError::BadRequest(format!("At most {} events per batch", limits.max_batch_events)));
+        return Err(ApiError::BadRequest(format!(
+            "At most {} events per batch",
+            limits.max_batch_events
+        )));
     }
     batch
         .into_iter()
@@ -157,7 +182,11 @@ mod tests {
     use super::*;
 
     fn ev(json: &str) -> Result<Event, ApiError> {
-        validate(serde_json::from_str(json).unwrap(), &Limits::default(), false)
+        validate(
+            serde_json::from_str(json).unwrap(),
+            &Limits::default(),
+            false,
+        )
     }
 
     fn status(r: Result<Event, ApiError>) -> u16 {
@@ -170,22 +199,79 @@ mod tests {
         assert_eq!(e.channels, vec!["a", "b"]);
         assert_eq!(e.data, "{\"m\":1}");
         assert_eq!(e.except, Some(SocketId { node: 1, seq: 2 }));
-        assert_eq!(e.info, Info { user_count: true, subscription_count: true });
-        assert_eq!(ev(r#"{"name":"e","data":"x","channel":"one"}"#).unwrap().channels, vec!["one"]);
-        assert_eq!(ev(r#"{"name":"e","data":{"a":1},"channel":"one"}"#).unwrap().data, r#"{"a":1}"#);
+        assert_eq!(
+            e.info,
+            Info {
+                user_count: true,
+                subscription_count: true
+            }
+        );
+        assert_eq!(
+            ev(r#"{"name":"e","data":"x","channel":"one"}"#)
+                .unwrap()
+                .channels,
+            vec!["one"]
+        );
+        assert_eq!(
+            ev(r#"{"name":"e","data":{"a":1},"channel":"one"}"#)
+                .unwrap()
+                .data,
+            r#"{"a":1}"#
+        );
         assert!(ev(r#"{"name":"App\\Events\\OrderShipped","data":"x","channel":"private-App.Models.User.1"}"#).is_ok());
         assert!(ev(r##"{"name":"e","data":"x","channel":"#server-to-user-7"}"##).is_ok());
     }
 
     #[test]
     fn limits() {
-        let chans = |n: usize| (0..n).map(|i| format!("\"c{i}\"")).collect::<Vec<_>>().join(",");
-        assert_eq!(status(ev(&format!(r#"{{"name":"e","data":"x","channels":[{}]}}"#, chans(100)))), 200);
-        assert_eq!(status(ev(&format!(r#"{{"name":"e","data":"x","channels":[{}]}}"#, chans(101)))), 400);
-        assert_eq!(status(ev(&format!(r#"{{"name":"e","data":"{}","channel":"c"}}"#, "x".repeat(10240)))), 200);
-        assert_eq!(status(ev(&format!(r#"{{"name":"e","data":"{}","channel":"c"}}"#, "x".repeat(10241)))), 413);
-        assert_eq!(status(ev(&format!(r#"{{"name":"{}","data":"x","channel":"c"}}"#, "n".repeat(200)))), 200);
-        assert_eq!(status(ev(&format!(r#"{{"name":"{}","data":"x","channel":"c"}}"#, "n".repeat(201)))), 400);
+        let chans = |n: usize| {
+            (0..n)
+                .map(|i| format!("\"c{i}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(
+            status(ev(&format!(
+                r#"{{"name":"e","data":"x","channels":[{}]}}"#,
+                chans(100)
+            ))),
+            200
+        );
+        assert_eq!(
+            status(ev(&format!(
+                r#"{{"name":"e","data":"x","channels":[{}]}}"#,
+                chans(101)
+            ))),
+            400
+        );
+        assert_eq!(
+            status(ev(&format!(
+                r#"{{"name":"e","data":"{}","channel":"c"}}"#,
+                "x".repeat(10240)
+            ))),
+            200
+        );
+        assert_eq!(
+            status(ev(&format!(
+                r#"{{"name":"e","data":"{}","channel":"c"}}"#,
+                "x".repeat(10241)
+            ))),
+            413
+        );
+        assert_eq!(
+            status(ev(&format!(
+                r#"{{"name":"{}","data":"x","channel":"c"}}"#,
+                "n".repeat(200)
+            ))),
+            200
+        );
+        assert_eq!(
+            status(ev(&format!(
+                r#"{{"name":"{}","data":"x","channel":"c"}}"#,
+                "n".repeat(201)
+            ))),
+            400
+        );
     }
 
     #[test]
@@ -209,7 +295,8 @@ mod tests {
 
     #[test]
     fn batches() {
-        let b = |json: &str| validate_batch(serde_json::from_str(json).unwrap(), &Limits::default());
+        let b =
+            |json: &str| validate_batch(serde_json::from_str(json).unwrap(), &Limits::default());
         let item = r#"{"channel":"c","name":"e","data":"x"}"#;
         let many = |n: usize| format!(r#"{{"batch":[{}]}}"#, vec![item; n].join(","));
         assert_eq!(b(&many(10)).unwrap().len(), 10);
@@ -217,6 +304,9 @@ mod tests {
         assert_eq!(b(r#"{"batch":[]}"#).unwrap_err().status().as_u16(), 400);
         assert_eq!(b(r#"{}"#).unwrap_err().status().as_u16(), 400);
         let err = b(r#"{"batch":[{"channel":"c","name":"e","data":"x"},{"channels":["c"],"name":"e","data":"x"}]}"#).unwrap_err();
-        assert_eq!(err.message(), "batch[1]: Batch events take 'channel', not 'channels'");
+        assert_eq!(
+            err.message(),
+            "batch[1]: Batch events take 'channel', not 'channels'"
+        );
     }
 }

@@ -23,14 +23,22 @@ pub use error::{json_response, ApiError};
 use event::Info;
 
 /// Handles a request whose path (prefix removed) starts with `/apps/`.
-pub async fn handle(req: Request<Incoming>, path: &str, state: Arc<State>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    req: Request<Incoming>,
+    path: &str,
+    state: Arc<State>,
+) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     match serve(req, path, &state).await {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => {
             match &e {
-                ApiError::Unauthorized(a) => tracing::warn!(%method, path, reason = a.kind(), "REST request refused"),
-                other => tracing::warn!(%method, path, status = other.status().as_u16(), reason = %other.message(), "REST request refused"),
+                ApiError::Unauthorized(a) => {
+                    tracing::warn!(%method, path, reason = a.kind(), "REST request refused")
+                }
+                other => {
+                    tracing::warn!(%method, path, status = other.status().as_u16(), reason = %other.message(), "REST request refused")
+                }
             }
             e.response()
         }
@@ -47,7 +55,11 @@ enum Route {
 }
 
 fn route(method: &Method, rest: &[&str]) -> Result<Route, ApiError> {
-    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let (want, route) = match rest {
         ["events"] => (Method::POST, Route::Events),
         ["batch_events"] => (Method::POST, Route::BatchEvents),
@@ -76,12 +88,22 @@ async fn serve(req: Request<Incoming>, path: &str, state: &State) -> Result<Valu
     let method = req.method().as_str().to_string();
     let query = rest::parse_query(req.uri().query().unwrap_or(""));
     let body = read_body(req, app.limits.max_request_body_bytes).await?;
-    let signed = SignedRequest { method: &method, path, query: &query, body: &body };
+    let signed = SignedRequest {
+        method: &method,
+        path,
+        query: &query,
+        body: &body,
+    };
     rest::verify(&signed, &app.key, app.secret(), unix_now()).map_err(ApiError::Unauthorized)?;
     if !app.enabled {
         return Err(ApiError::Forbidden("Application disabled".into()));
     }
-    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     match route {
         Route::Events => trigger(state, &app, &body).await,
         Route::BatchEvents => batch(state, &app, &body).await,
@@ -92,7 +114,10 @@ async fn serve(req: Request<Incoming>, path: &str, state: &State) -> Result<Valu
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
@@ -107,13 +132,21 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError
     }
     match Limited::new(req.into_body(), max).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(ApiError::BadRequest(format!("Could not read the request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "Could not read the request body: {e}"
+        ))),
     }
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("Invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid JSON body: {e}")))
 }
 
 fn publish(state: &State, app: &App, ev: &event::Event) {
@@ -130,7 +163,12 @@ fn publish(state: &State, app: &App, ev: &event::Event) {
 }
 
 /// The counts asked for by `info` for one channel (attributes that do not apply are left out).
-async fn counts(state: &State, app: &App, channel: &str, info: Info) -> Result<Map<String, Value>, ApiError> {
+async fn counts(
+    state: &State,
+    app: &App,
+    channel: &str,
+    info: Info,
+) -> Result<Map<String, Value>, ApiError> {
     let mut m = Map::new();
     if !info.any() {
         return Ok(m);
@@ -154,7 +192,10 @@ async fn trigger(state: &State, app: &App, body: &[u8]) -> Result<Value, ApiErro
     }
     let mut channels = Map::new();
     for ch in &ev.channels {
-        channels.insert(ch.clone(), Value::Object(counts(state, app, ch, ev.info).await?));
+        channels.insert(
+            ch.clone(),
+            Value::Object(counts(state, app, ch, ev.info).await?),
+        );
     }
     Ok(json!({ "channels": channels }))
 }
@@ -169,12 +210,19 @@ async fn batch(state: &State, app: &App, body: &[u8]) -> Result<Value, ApiError>
     }
     let mut out = Vec::with_capacity(events.len());
     for ev in &events {
-        out.push(Value::Object(counts(state, app, &ev.channels[0], ev.info).await?));
+        out.push(Value::Object(
+            counts(state, app, &ev.channels[0], ev.info).await?,
+        ));
     }
     Ok(json!({ "batch": out }))
 }
 
-async fn channels(state: &State, app: &App, prefix: Option<&str>, info: Option<&str>) -> Result<Value, ApiError> {
+async fn channels(
+    state: &State,
+    app: &App,
+    prefix: Option<&str>,
+    info: Option<&str>,
+) -> Result<Value, ApiError> {
     let (info, _) = Info::parse(info, &[])?;
     let prefix = prefix.unwrap_or("");
     if info.user_count && !prefix.starts_with("presence-") {
@@ -206,15 +254,24 @@ fn checked_channel(app: &App, name: &str) -> Result<channel::ChannelType, ApiErr
         .map_err(|e| ApiError::BadRequest(format!("Invalid channel name '{name}': {e}")))
 }
 
-async fn channel_info(state: &State, app: &App, name: &str, info: Option<&str>) -> Result<Value, ApiError> {
+async fn channel_info(
+    state: &State,
+    app: &App,
+    name: &str,
+    info: Option<&str>,
+) -> Result<Value, ApiError> {
     let ty = checked_channel(app, name)?;
     let (info, _) = Info::parse(info, &[])?;
     let presence = ty.kind == ChannelKind::Presence;
     if info.user_count && !presence {
-        return Err(ApiError::BadRequest("user_count is only available for presence channels".into()));
+        return Err(ApiError::BadRequest(
+            "user_count is only available for presence channels".into(),
+        ));
     }
     if info.subscription_count && presence {
-        return Err(ApiError::BadRequest("subscription_count is not available for presence channels".into()));
+        return Err(ApiError::BadRequest(
+            "subscription_count is not available for presence channels".into(),
+        ));
     }
     let stats = state.adapter.channel(&app.id, name).await?;
     let mut m = Map::new();
@@ -230,7 +287,9 @@ async fn channel_info(state: &State, app: &App, name: &str, info: Option<&str>) 
 
 async fn users(state: &State, app: &App, name: &str) -> Result<Value, ApiError> {
     if checked_channel(app, name)?.kind != ChannelKind::Presence {
-        return Err(ApiError::BadRequest("Users are only available for presence channels".into()));
+        return Err(ApiError::BadRequest(
+            "Users are only available for presence channels".into(),
+        ));
     }
     let ids = state.adapter.users(&app.id, name).await?;
     let users: Vec<Value> = ids.into_iter().map(|id| json!({ "id": id })).collect();

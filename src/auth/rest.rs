@@ -126,7 +126,10 @@ pub struct SignedRequest<'a> {
     pub body: &'a [u8],
 }
 
-fn single<'a>(q: &'a [(String, String)], name: &'static str) -> Result<Option<&'a str>, RestAuthError> {
+fn single<'a>(
+    q: &'a [(String, String)],
+    name: &'static str,
+) -> Result<Option<&'a str>, RestAuthError> {
     let mut found = None;
     for (k, v) in q {
         if k.eq_ignore_ascii_case(name) {
@@ -145,7 +148,12 @@ pub fn auth_key(query: &[(String, String)]) -> Option<&str> {
 }
 
 /// Verifies a signed REST request against an app's key and secret at time `now` (Unix seconds).
-pub fn verify(req: &SignedRequest<'_>, key: &str, secret: &str, now: u64) -> Result<(), RestAuthError> {
+pub fn verify(
+    req: &SignedRequest<'_>,
+    key: &str,
+    secret: &str,
+    now: u64,
+) -> Result<(), RestAuthError> {
     let q = req.query;
     let given_key = single(q, "auth_key")?.ok_or(RestAuthError::Missing("auth_key"))?;
     let ts = single(q, "auth_timestamp")?.ok_or(RestAuthError::Missing("auth_timestamp"))?;
@@ -163,7 +171,10 @@ pub fn verify(req: &SignedRequest<'_>, key: &str, secret: &str, now: u64) -> Res
         .map(|t| t.abs_diff(now) < TIMESTAMP_WINDOW_SECS)
         .unwrap_or(false);
     if !fresh {
-        return Err(RestAuthError::Timestamp { given: ts.to_string(), now });
+        return Err(RestAuthError::Timestamp {
+            given: ts.to_string(),
+            now,
+        });
     }
     match body_md5 {
         None if !req.body.is_empty() => return Err(RestAuthError::BodyMd5Missing),
@@ -182,7 +193,9 @@ pub fn verify(req: &SignedRequest<'_>, key: &str, secret: &str, now: u64) -> Res
         return Ok(());
     }
     let decoded_path = decode(req.path);
-    if decoded_path != req.path && super::signature_matches(secret, to_sign(&decoded_path).as_bytes(), sig) {
+    if decoded_path != req.path
+        && super::signature_matches(secret, to_sign(&decoded_path).as_bytes(), sig)
+    {
         return Ok(());
     }
     Err(RestAuthError::Signature {
@@ -206,45 +219,92 @@ mod tests {
     #[test]
     fn post_events_vector() {
         let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
-        assert_eq!(hex::encode(Md5::digest(body)), "ec365a775a4cd0599faeb73354201b6f");
+        assert_eq!(
+            hex::encode(Md5::digest(body)),
+            "ec365a775a4cd0599faeb73354201b6f"
+        );
         let query = q("auth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&body_md5=ec365a775a4cd0599faeb73354201b6f&auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c");
         assert_eq!(
             canonical_query(&query),
             "auth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&body_md5=ec365a775a4cd0599faeb73354201b6f"
         );
-        let req = SignedRequest { method: "POST", path: "/apps/3/events", query: &query, body };
+        let req = SignedRequest {
+            method: "POST",
+            path: "/apps/3/events",
+            query: &query,
+            body,
+        };
         assert_eq!(verify(&req, KEY, SECRET, T), Ok(()));
         assert_eq!(verify(&req, KEY, SECRET, T + 599), Ok(()));
-        assert!(matches!(verify(&req, KEY, SECRET, T + 601), Err(RestAuthError::Timestamp { .. })));
-        assert!(matches!(verify(&req, KEY, SECRET, T - 601), Err(RestAuthError::Timestamp { .. })));
-        assert!(matches!(verify(&req, KEY, "other", T), Err(RestAuthError::Signature { .. })));
-        assert_eq!(verify(&req, "otherkey", SECRET, T), Err(RestAuthError::UnknownKey));
+        assert!(matches!(
+            verify(&req, KEY, SECRET, T + 601),
+            Err(RestAuthError::Timestamp { .. })
+        ));
+        assert!(matches!(
+            verify(&req, KEY, SECRET, T - 601),
+            Err(RestAuthError::Timestamp { .. })
+        ));
+        assert!(matches!(
+            verify(&req, KEY, "other", T),
+            Err(RestAuthError::Signature { .. })
+        ));
+        assert_eq!(
+            verify(&req, "otherkey", SECRET, T),
+            Err(RestAuthError::UnknownKey)
+        );
         let tampered = SignedRequest { body: b"{}", ..req };
-        assert_eq!(verify(&tampered, KEY, SECRET, T), Err(RestAuthError::BodyMd5Mismatch));
+        assert_eq!(
+            verify(&tampered, KEY, SECRET, T),
+            Err(RestAuthError::BodyMd5Mismatch)
+        );
     }
 
     #[test]
     fn get_channels_vectors() {
         let node = q("auth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&filter_by_prefix=presence-&info=user_count&auth_signature=16819168891cb5dfd72b5c7a5d3d602605b26c6ba1930033b5e2eeeb65010291");
-        let req = SignedRequest { method: "GET", path: "/apps/3/channels", query: &node, body: b"" };
+        let req = SignedRequest {
+            method: "GET",
+            path: "/apps/3/channels",
+            query: &node,
+            body: b"",
+        };
         assert_eq!(verify(&req, KEY, SECRET, T), Ok(()));
         // python style: body_md5 of the empty body, keys in another order
         let py = q("info=user_count&body_md5=d41d8cd98f00b204e9800998ecf8427e&auth_version=1.0&auth_key=278d425bdf160c739803&auth_timestamp=1353088179&filter_by_prefix=presence-&auth_signature=f3f17c61ae491cc9085db68b22076e9b772e3bcb301659d655153ee3f9782aba");
-        let req = SignedRequest { method: "GET", path: "/apps/3/channels", query: &py, body: b"" };
+        let req = SignedRequest {
+            method: "GET",
+            path: "/apps/3/channels",
+            query: &py,
+            body: b"",
+        };
         assert_eq!(verify(&req, KEY, SECRET, T), Ok(()));
     }
 
     #[test]
     fn terminate_vector_and_encoded_values() {
         let query = q("auth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&body_md5=99914b932bd37a50b983c5e7c90ae93b&auth_signature=2829710742ff5f799010258297d09016e2366257e3e954039eeda349073a2bcf");
-        let req = SignedRequest { method: "POST", path: "/apps/3/users/42/terminate_connections", query: &query, body: b"{}" };
+        let req = SignedRequest {
+            method: "POST",
+            path: "/apps/3/users/42/terminate_connections",
+            query: &query,
+            body: b"{}",
+        };
         assert_eq!(verify(&req, KEY, SECRET, T), Ok(()));
         // PHP encodes ',' as %2C; the signature is over the decoded value.
-        let canonical = "auth_key=k&auth_timestamp=1&auth_version=1.0&info=user_count,subscription_count";
-        let sig = crate::auth::sign(SECRET, format!("GET\n/apps/3/channels/x\n{canonical}").as_bytes());
+        let canonical =
+            "auth_key=k&auth_timestamp=1&auth_version=1.0&info=user_count,subscription_count";
+        let sig = crate::auth::sign(
+            SECRET,
+            format!("GET\n/apps/3/channels/x\n{canonical}").as_bytes(),
+        );
         let query = q(&format!("AUTH_KEY=k&auth_timestamp=1&auth_version=1.0&info=user_count%2Csubscription_count&auth_signature={sig}"));
         assert_eq!(canonical_query(&query), canonical);
-        let req = SignedRequest { method: "GET", path: "/apps/3/channels/x", query: &query, body: b"" };
+        let req = SignedRequest {
+            method: "GET",
+            path: "/apps/3/channels/x",
+            query: &query,
+            body: b"",
+        };
         assert_eq!(verify(&req, "k", SECRET, 1), Ok(()));
     }
 
@@ -253,24 +313,57 @@ mod tests {
         let base = "auth_key=k&auth_timestamp=1&auth_version=1.0&auth_signature=00";
         let req = |s: &str| {
             let query = q(s);
-            let r = SignedRequest { method: "GET", path: "/apps/1/channels", query: &query, body: b"" };
+            let r = SignedRequest {
+                method: "GET",
+                path: "/apps/1/channels",
+                query: &query,
+                body: b"",
+            };
             verify(&r, "k", SECRET, 1)
         };
-        assert_eq!(req("auth_timestamp=1&auth_version=1.0&auth_signature=00"), Err(RestAuthError::Missing("auth_key")));
-        assert_eq!(req(&format!("{base}&auth_key=k")), Err(RestAuthError::Duplicate("auth_key")));
-        assert_eq!(req("auth_key=k&auth_timestamp=1&auth_version=2.0&auth_signature=00"), Err(RestAuthError::Version));
-        assert!(matches!(req("auth_key=k&auth_timestamp=abc&auth_version=1.0&auth_signature=00"), Err(RestAuthError::Timestamp { .. })));
+        assert_eq!(
+            req("auth_timestamp=1&auth_version=1.0&auth_signature=00"),
+            Err(RestAuthError::Missing("auth_key"))
+        );
+        assert_eq!(
+            req(&format!("{base}&auth_key=k")),
+            Err(RestAuthError::Duplicate("auth_key"))
+        );
+        assert_eq!(
+            req("auth_key=k&auth_timestamp=1&auth_version=2.0&auth_signature=00"),
+            Err(RestAuthError::Version)
+        );
+        assert!(matches!(
+            req("auth_key=k&auth_timestamp=abc&auth_version=1.0&auth_signature=00"),
+            Err(RestAuthError::Timestamp { .. })
+        ));
         let with_body = q(base);
-        let r = SignedRequest { method: "POST", path: "/apps/1/events", query: &with_body, body: b"{}" };
-        assert_eq!(verify(&r, "k", SECRET, 1), Err(RestAuthError::BodyMd5Missing));
+        let r = SignedRequest {
+            method: "POST",
+            path: "/apps/1/events",
+            query: &with_body,
+            body: b"{}",
+        };
+        assert_eq!(
+            verify(&r, "k", SECRET, 1),
+            Err(RestAuthError::BodyMd5Missing)
+        );
     }
 
     #[test]
     fn percent_encoded_path_is_also_tried() {
         let canonical = "auth_key=k&auth_timestamp=1&auth_version=1.0";
-        let sig = crate::auth::sign(SECRET, format!("GET\n/apps/1/channels/a;b\n{canonical}").as_bytes());
+        let sig = crate::auth::sign(
+            SECRET,
+            format!("GET\n/apps/1/channels/a;b\n{canonical}").as_bytes(),
+        );
         let query = q(&format!("{canonical}&auth_signature={sig}"));
-        let r = SignedRequest { method: "GET", path: "/apps/1/channels/a%3Bb", query: &query, body: b"" };
+        let r = SignedRequest {
+            method: "GET",
+            path: "/apps/1/channels/a%3Bb",
+            query: &query,
+            body: b"",
+        };
         assert_eq!(verify(&r, "k", SECRET, 1), Ok(()));
     }
 }

@@ -2,7 +2,11 @@
 //! Applied to each string value after TOML parsing, so an environment value can never inject keys.
 
 /// Replaces every reference in `input`; every problem is pushed to `errors`.
-pub fn interpolate(input: &str, env: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<String>) -> String {
+pub fn interpolate(
+    input: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> String {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(pos) = rest.find('$') {
@@ -38,7 +42,9 @@ fn resolve(expr: &str, env: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<St
     };
     let valid = !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
     if !valid {
-        errors.push(format!("invalid environment variable name {name:?} in '${{{expr}}}'"));
+        errors.push(format!(
+            "invalid environment variable name {name:?} in '${{{expr}}}'"
+        ));
         return String::new();
     }
     match (env(name).filter(|v| !v.is_empty()), op) {
@@ -77,7 +83,10 @@ mod tests {
     #[test]
     fn forms() {
         assert_eq!(run("${SECRET}"), ("s3cr3t".into(), vec![]));
-        assert_eq!(run("pre-${SECRET}-post"), ("pre-s3cr3t-post".into(), vec![]));
+        assert_eq!(
+            run("pre-${SECRET}-post"),
+            ("pre-s3cr3t-post".into(), vec![])
+        );
         assert_eq!(run("${NOPE:-dflt}"), ("dflt".into(), vec![]));
         assert_eq!(run("${EMPTY:-dflt}"), ("dflt".into(), vec![]));
         assert_eq!(run("$$HOME"), ("$HOME".into(), vec![]));

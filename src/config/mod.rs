@@ -20,7 +20,11 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{} problem(s) in the configuration:", self.problems.len())?;
+        writeln!(
+            f,
+            "{} problem(s) in the configuration:",
+            self.problems.len()
+        )?;
         for p in &self.problems {
             writeln!(f, "  - {p}")?;
         }
@@ -44,7 +48,10 @@ impl Config {
     }
 
     /// Parses config text with the given environment lookup (tests pass a map).
-    pub fn from_toml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn from_toml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let mut root: Value = match toml::from_str(text) {
             Ok(v) => v,
@@ -56,7 +63,9 @@ impl Config {
         };
         interpolate_values(&mut root, env, &mut problems);
         let Value::Table(mut table) = root else {
-            return Err(ConfigError { problems: vec!["config must be a TOML table".into()] });
+            return Err(ConfigError {
+                problems: vec!["config must be a TOML table".into()],
+            });
         };
 
         let server: ServerConfig = section(table.remove("server"), "[server]", &mut problems);
@@ -77,7 +86,11 @@ impl Config {
         for key in table.keys() {
             problems.push(format!("unknown top-level key '{key}'"));
         }
-        let mut config = Config { server, limits, apps };
+        let mut config = Config {
+            server,
+            limits,
+            apps,
+        };
         config.apply_env(env, &mut problems);
         config.validate_into(&mut problems);
         if problems.is_empty() {
@@ -138,11 +151,24 @@ impl Config {
         let mut keys = std::collections::HashSet::new();
         for (i, app) in self.apps.iter().enumerate() {
             let at = format!("[[apps]] #{} (id {:?})", i + 1, app.id);
-            if app.id.is_empty() || !app.id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
-                problems.push(format!("{at}: id must be non-empty and use only A-Z, a-z, 0-9, '-', '_'"));
+            if app.id.is_empty()
+                || !app
+                    .id
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            {
+                problems.push(format!(
+                    "{at}: id must be non-empty and use only A-Z, a-z, 0-9, '-', '_'"
+                ));
             }
-            if app.key.is_empty() || app.key.contains(|c: char| c == '/' || c == '?' || c == ':' || c.is_whitespace()) {
-                problems.push(format!("{at}: key must be non-empty without '/', '?', ':' or spaces"));
+            if app.key.is_empty()
+                || app
+                    .key
+                    .contains(|c: char| c == '/' || c == '?' || c == ':' || c.is_whitespace())
+            {
+                problems.push(format!(
+                    "{at}: key must be non-empty without '/', '?', ':' or spaces"
+                ));
             }
             if app.secret.is_empty() {
                 problems.push(format!("{at}: secret must not be empty"));
@@ -153,12 +179,18 @@ impl Config {
             if !keys.insert(app.key.as_str()) {
                 problems.push(format!("{at}: duplicate app key"));
             }
-            self.limits.merged(&app.limits).validate_into(&format!("{at} limits"), problems);
+            self.limits
+                .merged(&app.limits)
+                .validate_into(&format!("{at} limits"), problems);
         }
     }
 }
 
-fn section<T: DeserializeOwned + Default>(value: Option<Value>, name: &str, problems: &mut Vec<String>) -> T {
+fn section<T: DeserializeOwned + Default>(
+    value: Option<Value>,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> T {
     match value {
         None => T::default(),
         Some(v) => v.try_into().unwrap_or_else(|e: toml::de::Error| {
@@ -168,11 +200,19 @@ fn section<T: DeserializeOwned + Default>(value: Option<Value>, name: &str, prob
     }
 }
 
-fn interpolate_values(v: &mut Value, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
+fn interpolate_values(
+    v: &mut Value,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) {
     match v {
         Value::String(s) => *s = interpolate::interpolate(s, env, problems),
-        Value::Array(items) => items.iter_mut().for_each(|i| interpolate_values(i, env, problems)),
-        Value::Table(t) => t.iter_mut().for_each(|(_, i)| interpolate_values(i, env, problems)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| interpolate_values(i, env, problems)),
+        Value::Table(t) => t
+            .iter_mut()
+            .for_each(|(_, i)| interpolate_values(i, env, problems)),
         _ => {}
     }
 }

@@ -39,7 +39,10 @@ fn full_file_parses() {
     assert_eq!(c.limits.max_channels_per_trigger, 100);
     assert_eq!(c.apps[0].secret, "from-env");
     assert_eq!(c.apps[0].max_connections, Some(500));
-    assert_eq!(c.limits.merged(&c.apps[0].limits).client_events_per_second, 5);
+    assert_eq!(
+        c.limits.merged(&c.apps[0].limits).client_events_per_second,
+        5
+    );
     assert_eq!(c.limits.merged(&c.apps[0].limits).max_batch_events, 20);
     assert!(c.apps[0].enable_client_messages);
     assert_eq!(c.apps[1].secret, "fallback");
@@ -97,14 +100,20 @@ fn env_overrides_host_and_port() {
 #[test]
 fn invalid_toml_and_no_apps() {
     assert!(Config::from_toml("[server", &env).unwrap_err().problems[0].starts_with("invalid TOML"));
-    assert_eq!(Config::from_toml("", &env).unwrap_err().problems, vec!["no [[apps]] configured"]);
+    assert_eq!(
+        Config::from_toml("", &env).unwrap_err().problems,
+        vec!["no [[apps]] configured"]
+    );
 }
 
 #[test]
 fn development_default_is_valid_and_debug_hides_secret() {
     let c = Config::development();
     assert_eq!(c.validate(), Ok(()));
-    assert_eq!((c.apps[0].id.as_str(), c.apps[0].key.as_str()), ("app-id", "app-key"));
+    assert_eq!(
+        (c.apps[0].id.as_str(), c.apps[0].key.as_str()),
+        ("app-id", "app-key")
+    );
     assert_eq!((c.server.host.as_str(), c.server.port), ("127.0.0.1", 6001));
     assert!(!format!("{c:?}").contains("app-secret"));
 }

@@ -72,7 +72,10 @@ impl ServerConfig {
         }
         let p = &self.path_prefix;
         if !p.is_empty() && (!p.starts_with('/') || p.ends_with('/')) {
-            problems.push("[server] path_prefix must start with '/' and not end with '/' (e.g. \"/ws\")".into());
+            problems.push(
+                "[server] path_prefix must start with '/' and not end with '/' (e.g. \"/ws\")"
+                    .into(),
+            );
         }
     }
 }
@@ -135,9 +138,15 @@ impl Limits {
             ("max_channel_name_len", self.max_channel_name_len),
             ("max_event_name_len", self.max_event_name_len),
             ("max_presence_members", self.max_presence_members),
-            ("max_presence_user_info_bytes", self.max_presence_user_info_bytes),
+            (
+                "max_presence_user_info_bytes",
+                self.max_presence_user_info_bytes,
+            ),
             ("max_presence_user_id_len", self.max_presence_user_id_len),
-            ("client_events_per_second", self.client_events_per_second as usize),
+            (
+                "client_events_per_second",
+                self.client_events_per_second as usize,
+            ),
             ("max_request_body_bytes", self.max_request_body_bytes),
         ];
         for (name, v) in positive {
@@ -156,7 +165,9 @@ impl Limits {
     pub fn merged(&self, o: &LimitsOverride) -> Limits {
         Limits {
             max_event_data_bytes: o.max_event_data_bytes.unwrap_or(self.max_event_data_bytes),
-            max_channels_per_trigger: o.max_channels_per_trigger.unwrap_or(self.max_channels_per_trigger),
+            max_channels_per_trigger: o
+                .max_channels_per_trigger
+                .unwrap_or(self.max_channels_per_trigger),
             max_batch_events: o.max_batch_events.unwrap_or(self.max_batch_events),
             max_channel_name_len: o.max_channel_name_len.unwrap_or(self.max_channel_name_len),
             max_event_name_len: o.max_event_name_len.unwrap_or(self.max_event_name_len),
@@ -164,10 +175,16 @@ impl Limits {
             max_presence_user_info_bytes: o
                 .max_presence_user_info_bytes
                 .unwrap_or(self.max_presence_user_info_bytes),
-            max_presence_user_id_len: o.max_presence_user_id_len.unwrap_or(self.max_presence_user_id_len),
-            client_events_per_second: o.client_events_per_second.unwrap_or(self.client_events_per_second),
+            max_presence_user_id_len: o
+                .max_presence_user_id_len
+                .unwrap_or(self.max_presence_user_id_len),
+            client_events_per_second: o
+                .client_events_per_second
+                .unwrap_or(self.client_events_per_second),
             max_message_bytes: self.max_message_bytes,
-            max_request_body_bytes: o.max_request_body_bytes.unwrap_or(self.max_request_body_bytes),
+            max_request_body_bytes: o
+                .max_request_body_bytes
+                .unwrap_or(self.max_request_body_bytes),
             max_channels_per_connection: o
                 .max_channels_per_connection
                 .unwrap_or(self.max_channels_per_connection),

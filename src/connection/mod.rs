@@ -164,7 +164,7 @@ where
                 }
             }
             frame = rx.recv() => {
-                let Some(frame) = frame else { return None };
+                let frame = frame?;
                 if write_batch(ws, frame, &mut rx).await.is_err() {
                     return None;
                 }
@@ -213,8 +213,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let closing = async {
-        let _ = ws.send(Message::Text(outbound::error(Some(code), message, None).into())).await;
-        let frame = CloseFrame { code: CloseCode::from(code), reason: message.to_string().into() };
+        let _ = ws
+            .send(Message::Text(
+                outbound::error(Some(code), message, None).into(),
+            ))
+            .await;
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: message.to_string().into(),
+        };
         if ws.close(Some(frame)).await.is_err() {
             return;
         }

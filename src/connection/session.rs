@@ -64,13 +64,21 @@ impl Session {
 
     /// Handles one text frame; protocol errors are answered with `pusher:error`.
     pub async fn handle_text(&mut self, text: &str) {
-        let result = match crate::protocol::inbound::parse(text) {
-            Ok(msg) => self.handle(msg).await,
-            Err(e) => Err(e),
+        let (result, channel) = match crate::protocol::inbound::parse(text) {
+            Ok(msg) => {
+                // Subscription errors name their channel so pusher-js routes them to it.
+                let channel = match &msg {
+                    Inbound::Subscribe { channel, .. } => Some(channel.clone()),
+                    _ => None,
+                };
+                (self.handle(msg).await, channel)
+            }
+            Err(e) => (Err(e), None),
         };
         if let Err(e) = result {
             tracing::debug!(app = %self.app.id, socket_id = %self.socket_id, error = %e.message(), "message rejected");
-            self.reply(outbound::protocol_error(&e));
+            let channel = e.channel().or(channel.as_deref().filter(|c| !c.is_empty()));
+            self.reply(outbound::error(e.code(), &e.message(), channel));
         }
     }
 
@@ -81,17 +89,30 @@ impl Session {
                 Ok(())
             }
             Inbound::Pong => Ok(()),
-            Inbound::Subscribe { channel, auth, channel_data } => self.subscribe(channel, auth, channel_data).await,
+            Inbound::Subscribe {
+                channel,
+                auth,
+                channel_data,
+            } => self.subscribe(channel, auth, channel_data).await,
             Inbound::Unsubscribe { channel } => {
                 self.unsubscribe(&channel).await;
                 Ok(())
             }
             Inbound::Signin { auth, user_data } => self.signin(&auth, user_data),
-            Inbound::ClientEvent { event, channel, data } => self.client_event(event, channel, data),
+            Inbound::ClientEvent {
+                event,
+                channel,
+                data,
+            } => self.client_event(event, channel, data),
         }
     }
 
-    async fn subscribe(&mut self, name: String, auth: Option<String>, channel_data: Option<String>) -> Result<(), ProtocolError> {
+    async fn subscribe(
+        &mut self,
+        name: String,
+        auth: Option<String>,
+        channel_data: Option<String>,
+    ) -> Result<(), ProtocolError> {
         let limits = self.app.limits;
         let ty = channel::validate(&name, limits.max_channel_name_len)
             .map_err(|e| ProtocolError::InvalidChannel(name.clone(), e))?;
@@ -129,17 +150,31 @@ impl Session {
             member: member.as_ref(),
             max_members: limits.max_presence_members,
         };
-        let joined = self.state.adapter.subscribe(join).await.map_err(|e| match e {
-            JoinRefused::PresenceFull => ProtocolError::PresenceFull(name.clone()),
-        })?;
+        let joined = self
+            .state
+            .adapter
+            .subscribe(join)
+            .await
+            .map_err(|e| match e {
+                JoinRefused::PresenceFull => ProtocolError::PresenceFull(name.clone()),
+            })?;
         if let (true, Some(m)) = (joined.member_added, &member) {
-            self.broadcast_internal(&name, "pusher_internal:member_added", presence::member_added_data(m));
+            self.broadcast_internal(
+                &name,
+                "pusher_internal:member_added",
+                presence::member_added_data(m),
+            );
         }
         self.subscriptions.insert(name, member.map(|m| m.user_id));
         Ok(())
     }
 
-    fn presence_member(&self, name: &str, auth: &str, channel_data: Option<&str>) -> Result<Member, ProtocolError> {
+    fn presence_member(
+        &self,
+        name: &str,
+        auth: &str,
+        channel_data: Option<&str>,
+    ) -> Result<Member, ProtocolError> {
         let limits = PresenceLimits {
             max_user_id_len: self.app.limits.max_presence_user_id_len,
             max_user_info_bytes: self.app.limits.max_presence_user_info_bytes,
@@ -147,11 +182,15 @@ impl Session {
         match (channel_data, &self.user) {
             (Some(data), _) => {
                 self.verify(auth, &auth::presence_string(&self.socket_id, name, data))?;
-                presence::parse_channel_data(data, limits).map_err(ProtocolError::InvalidChannelData)
+                presence::parse_channel_data(data, limits)
+                    .map_err(ProtocolError::InvalidChannelData)
             }
             (None, Some(user)) => {
                 self.verify(auth, &auth::channel_string(&self.socket_id, name))?;
-                Ok(Member { user_id: user.id.clone(), user_info: user.info.clone() })
+                Ok(Member {
+                    user_id: user.id.clone(),
+                    user_info: user.info.clone(),
+                })
             }
             (None, None) => Err(ProtocolError::InvalidChannelData(
                 "channel_data is required unless the connection is signed in".into(),
@@ -168,9 +207,17 @@ impl Session {
         let Some(user_id) = self.subscriptions.remove(name) else {
             return;
         };
-        let left = self.state.adapter.unsubscribe(&self.app.id, name, self.id(), user_id.as_deref()).await;
+        let left = self
+            .state
+            .adapter
+            .unsubscribe(&self.app.id, name, self.id(), user_id.as_deref())
+            .await;
         if let Some(uid) = left.member_removed {
-            self.broadcast_internal(name, "pusher_internal:member_removed", presence::member_removed_data(&uid));
+            self.broadcast_internal(
+                name,
+                "pusher_internal:member_removed",
+                presence::member_removed_data(&uid),
+            );
         }
     }
 
@@ -196,14 +243,22 @@ impl Session {
     fn signin(&mut self, auth: &str, user_data: String) -> Result<(), ProtocolError> {
         self.verify(auth, &auth::signin_string(&self.socket_id, &user_data))?;
         let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(&user_data) else {
-            return Err(ProtocolError::InvalidUserData("user_data must be a JSON object".into()));
+            return Err(ProtocolError::InvalidUserData(
+                "user_data must be a JSON object".into(),
+            ));
         };
         let id = match obj.remove("id") {
             Some(Value::String(s)) if !s.is_empty() => s,
-            _ => return Err(ProtocolError::InvalidUserData("user_data.id must be a non-empty string".into())),
+            _ => {
+                return Err(ProtocolError::InvalidUserData(
+                    "user_data.id must be a non-empty string".into(),
+                ))
+            }
         };
         if id.chars().count() > self.app.limits.max_presence_user_id_len {
-            return Err(ProtocolError::InvalidUserData("user_data.id is too long".into()));
+            return Err(ProtocolError::InvalidUserData(
+                "user_data.id is too long".into(),
+            ));
         }
         if let Some(current) = &self.user {
             if current.id != id {
@@ -213,12 +268,20 @@ impl Session {
                 )));
             }
         }
-        self.user = Some(User { id, info: obj.remove("user_info") });
+        self.user = Some(User {
+            id,
+            info: obj.remove("user_info"),
+        });
         self.reply(outbound::signin_success(&user_data));
         Ok(())
     }
 
-    fn client_event(&mut self, event: String, channel: String, data: Value) -> Result<(), ProtocolError> {
+    fn client_event(
+        &mut self,
+        event: String,
+        channel: String,
+        data: Value,
+    ) -> Result<(), ProtocolError> {
         if !self.app.client_events {
             return Err(ProtocolError::ClientEventsDisabled);
         }

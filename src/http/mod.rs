@@ -33,7 +33,12 @@ impl DrainGuard {
 }
 
 /// Accepts connections until shutdown, serving each on its own task.
-pub async fn accept_loop(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>, guard: DrainGuard) {
+pub async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+    guard: DrainGuard,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = crate::state::shutdown_started(&mut shutdown) => return,
@@ -81,7 +86,11 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<State>, mut shutdown:
     }
 }
 
-async fn dispatch(req: Request<Incoming>, state: Arc<State>, guard: DrainGuard) -> Response<Full<Bytes>> {
+async fn dispatch(
+    req: Request<Incoming>,
+    state: Arc<State>,
+    guard: DrainGuard,
+) -> Response<Full<Bytes>> {
     let prefix = state.config.server.path_prefix.as_str();
     let full = req.uri().path().to_string();
     let path = match full.strip_prefix(prefix) {
@@ -92,8 +101,13 @@ async fn dispatch(req: Request<Incoming>, state: Arc<State>, guard: DrainGuard) 
         return upgrade::upgrade(req, &path, state, guard);
     }
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/" | "/health") => json_response(StatusCode::OK, &serde_json::json!({"ok": true})),
+        (&Method::GET, "/" | "/health") => {
+            json_response(StatusCode::OK, &serde_json::json!({"ok": true}))
+        }
         (_, p) if p.starts_with("/apps/") => api::handle(req, &path, state).await,
-        _ => json_response(StatusCode::NOT_FOUND, &serde_json::json!({"error": "Not found"})),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "Not found"}),
+        ),
     }
 }

@@ -47,13 +47,28 @@ fn pusher_subprotocol<B>(req: &Request<B>) -> Option<HeaderValue> {
 }
 
 fn query_param(query: &str, name: &str) -> Option<String> {
-    crate::auth::rest::parse_query(query).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    crate::auth::rest::parse_query(query)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 /// Answers the upgrade with 101 and runs the connection on its own task.
-pub fn upgrade(mut req: Request<Incoming>, path: &str, state: Arc<State>, guard: DrainGuard) -> Response<Full<Bytes>> {
-    let version_ok = req.headers().get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).filter(|_| version_ok) else {
+pub fn upgrade(
+    mut req: Request<Incoming>,
+    path: &str,
+    state: Arc<State>,
+    guard: DrainGuard,
+) -> Response<Full<Bytes>> {
+    let version_ok = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let Some(key) = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| version_ok)
+    else {
         return json_response(
             StatusCode::BAD_REQUEST,
             &serde_json::json!({"error": "WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version: 13"}),
@@ -64,7 +79,11 @@ pub fn upgrade(mut req: Request<Incoming>, path: &str, state: Arc<State>, guard:
     let app_key = path
         .strip_prefix("/app/")
         .filter(|k| !k.is_empty() && !k.contains('/'))
-        .map(|k| percent_encoding::percent_decode_str(k).decode_utf8_lossy().into_owned());
+        .map(|k| {
+            percent_encoding::percent_decode_str(k)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
     let up = Upgrade {
         key: app_key,
         protocol: query_param(req.uri().query().unwrap_or(""), "protocol"),
@@ -75,7 +94,12 @@ pub fn upgrade(mut req: Request<Incoming>, path: &str, state: Arc<State>, guard:
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = connection::ws_config(max_message);
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
                 connection::serve(ws, up, state).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),

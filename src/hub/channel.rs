@@ -75,15 +75,21 @@ impl Channel {
 
     /// The presence `subscription_succeeded` data for the current members.
     pub fn presence_data(&self) -> String {
-        presence::subscription_data(
-            self.member_order
-                .iter()
-                .map(|id| (id.as_str(), self.members.get(id).and_then(|e| e.info.as_ref()))),
-        )
+        presence::subscription_data(self.member_order.iter().map(|id| {
+            (
+                id.as_str(),
+                self.members.get(id).and_then(|e| e.info.as_ref()),
+            )
+        }))
     }
 
     /// Adds a socket (and its presence member). The caller has checked it is not yet subscribed.
-    pub fn join(&mut self, conn: Arc<Outbox>, member: Option<&Member>, max_members: usize) -> Result<Joined, JoinRefused> {
+    pub fn join(
+        &mut self,
+        conn: Arc<Outbox>,
+        member: Option<&Member>,
+        max_members: usize,
+    ) -> Result<Joined, JoinRefused> {
         let mut joined = Joined {
             occupied: self.subscribers.is_empty(),
             member_added: false,
@@ -97,7 +103,10 @@ impl Channel {
                     }
                     self.members.insert(
                         m.user_id.clone(),
-                        PresenceEntry { info: m.user_info.clone(), sockets: 1 },
+                        PresenceEntry {
+                            info: m.user_info.clone(),
+                            sockets: 1,
+                        },
                     );
                     self.member_order.push(m.user_id.clone());
                     joined.member_added = true;
@@ -152,18 +161,42 @@ mod tests {
     }
 
     fn member(id: &str) -> Member {
-        Member { user_id: id.into(), user_info: Some(json!({"n": id})) }
+        Member {
+            user_id: id.into(),
+            user_info: Some(json!({"n": id})),
+        }
     }
 
     #[test]
     fn presence_counts_users_not_sockets() {
         let mut ch = Channel::default();
         let (a1, a2, b) = (conn(1), conn(2), conn(3));
-        assert_eq!(ch.join(a1.clone(), Some(&member("a")), 100), Ok(Joined { occupied: true, member_added: true }));
-        assert_eq!(ch.join(a2.clone(), Some(&member("a")), 100), Ok(Joined { occupied: false, member_added: false }));
-        assert_eq!(ch.join(b.clone(), Some(&member("b")), 100), Ok(Joined { occupied: false, member_added: true }));
+        assert_eq!(
+            ch.join(a1.clone(), Some(&member("a")), 100),
+            Ok(Joined {
+                occupied: true,
+                member_added: true
+            })
+        );
+        assert_eq!(
+            ch.join(a2.clone(), Some(&member("a")), 100),
+            Ok(Joined {
+                occupied: false,
+                member_added: false
+            })
+        );
+        assert_eq!(
+            ch.join(b.clone(), Some(&member("b")), 100),
+            Ok(Joined {
+                occupied: false,
+                member_added: true
+            })
+        );
         assert_eq!((ch.subscription_count(), ch.user_count()), (3, 2));
-        assert_eq!(ch.presence_data(), r#"{"presence":{"count":2,"hash":{"a":{"n":"a"},"b":{"n":"b"}},"ids":["a","b"]}}"#);
+        assert_eq!(
+            ch.presence_data(),
+            r#"{"presence":{"count":2,"hash":{"a":{"n":"a"},"b":{"n":"b"}},"ids":["a","b"]}}"#
+        );
         assert_eq!(ch.leave(a1.id, Some("a")).member_removed, None);
         assert_eq!(ch.leave(a2.id, Some("a")).member_removed, Some("a".into()));
         let last = ch.leave(b.id, Some("b"));
@@ -176,7 +209,10 @@ mod tests {
     fn member_limit_admits_existing_users() {
         let mut ch = Channel::default();
         ch.join(conn(1), Some(&member("a")), 1).unwrap();
-        assert_eq!(ch.join(conn(2), Some(&member("b")), 1), Err(JoinRefused::PresenceFull));
+        assert_eq!(
+            ch.join(conn(2), Some(&member("b")), 1),
+            Err(JoinRefused::PresenceFull)
+        );
         assert!(ch.join(conn(3), Some(&member("a")), 1).is_ok());
         assert_eq!(ch.subscription_count(), 2);
     }

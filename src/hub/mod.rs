@@ -42,11 +42,18 @@ pub struct Hub {
 impl Hub {
     /// The state of one app, created on first use.
     pub fn app(&self, id: &str) -> Arc<AppHub> {
-        if let Some(a) = self.apps.read().unwrap_or_else(PoisonError::into_inner).get(id) {
+        if let Some(a) = self
+            .apps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+        {
             return a.clone();
         }
         let mut w = self.apps.write().unwrap_or_else(PoisonError::into_inner);
-        w.entry(id.to_string()).or_insert_with(|| Arc::new(AppHub::new())).clone()
+        w.entry(id.to_string())
+            .or_insert_with(|| Arc::new(AppHub::new()))
+            .clone()
     }
 }
 
@@ -99,13 +106,23 @@ impl AppHub {
 
     /// Subscribes `conn` and queues its `subscription_succeeded` while still holding the channel,
     /// so no channel event can overtake it.
-    pub fn subscribe(&self, channel: &str, conn: &Arc<Outbox>, member: Option<&Member>, max_members: usize) -> Result<Joined, JoinRefused> {
+    pub fn subscribe(
+        &self,
+        channel: &str,
+        conn: &Arc<Outbox>,
+        member: Option<&Member>,
+        max_members: usize,
+    ) -> Result<Joined, JoinRefused> {
         let mut shard = lock(self.shard(channel));
         let ch = shard.entry(channel.to_string()).or_default();
         let joined = ch.join(conn.clone(), member, max_members);
         match &joined {
             Ok(_) => {
-                let data = if member.is_some() { ch.presence_data() } else { "{}".to_string() };
+                let data = if member.is_some() {
+                    ch.presence_data()
+                } else {
+                    "{}".to_string()
+                };
                 conn.push(outbound::subscription_succeeded(channel, &data).into());
             }
             Err(_) if ch.is_empty() => {
@@ -188,7 +205,12 @@ impl AppHub {
 mod tests {
     use super::*;
 
-    fn conn(seq: u64) -> (Arc<Outbox>, tokio::sync::mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>) {
+    fn conn(
+        seq: u64,
+    ) -> (
+        Arc<Outbox>,
+        tokio::sync::mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>,
+    ) {
         let (o, rx) = Outbox::new(SocketId { node: 1, seq }, 16);
         (Arc::new(o), rx)
     }
@@ -201,12 +223,25 @@ mod tests {
         let (b, mut rb) = conn(2);
         app.subscribe("c", &a, None, 100).unwrap();
         app.subscribe("c", &b, None, 100).unwrap();
-        assert_eq!(ra.try_recv().unwrap().as_str(), r#"{"event":"pusher_internal:subscription_succeeded","channel":"c","data":"{}"}"#);
+        assert_eq!(
+            ra.try_recv().unwrap().as_str(),
+            r#"{"event":"pusher_internal:subscription_succeeded","channel":"c","data":"{}"}"#
+        );
         rb.try_recv().unwrap();
-        let b1 = Broadcast { app: "1".into(), channel: "c".into(), event: "e".into(), data: "d".into(), except: Some(a.id), user_id: None };
+        let b1 = Broadcast {
+            app: "1".into(),
+            channel: "c".into(),
+            event: "e".into(),
+            data: "d".into(),
+            except: Some(a.id),
+            user_id: None,
+        };
         app.deliver(&b1);
         assert!(ra.try_recv().is_err());
-        assert_eq!(rb.try_recv().unwrap().as_str(), r#"{"event":"e","channel":"c","data":"d"}"#);
+        assert_eq!(
+            rb.try_recv().unwrap().as_str(),
+            r#"{"event":"e","channel":"c","data":"d"}"#
+        );
         assert_eq!(app.channel_stats("c").subscription_count, 2);
         assert_eq!(app.channels("").len(), 1);
         assert!(app.channels("x").is_empty());

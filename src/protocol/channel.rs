@@ -128,9 +128,21 @@ mod tests {
     fn classify_longest_prefix_first() {
         let k = |n| classify(n);
         assert_eq!(k("foo").kind, ChannelKind::Public);
-        assert_eq!(k("cache-foo"), ChannelType { kind: ChannelKind::Public, cache: true });
+        assert_eq!(
+            k("cache-foo"),
+            ChannelType {
+                kind: ChannelKind::Public,
+                cache: true
+            }
+        );
         assert_eq!(k("private-foo").kind, ChannelKind::Private);
-        assert_eq!(k("private-cache-foo"), ChannelType { kind: ChannelKind::Private, cache: true });
+        assert_eq!(
+            k("private-cache-foo"),
+            ChannelType {
+                kind: ChannelKind::Private,
+                cache: true
+            }
+        );
         assert_eq!(k("private-encrypted-foo").kind, ChannelKind::Encrypted);
         assert!(k("private-encrypted-cache-foo").cache);
         assert_eq!(k("presence-foo").kind, ChannelKind::Presence);
@@ -147,10 +159,16 @@ mod tests {
         assert_eq!(validate("", 200), Err(NameError::Empty));
         assert_eq!(validate("has space", 200), Err(NameError::BadCharacter));
         assert_eq!(validate("#other", 200), Err(NameError::BadCharacter));
-        assert_eq!(validate("#server-to-user-", 200), Err(NameError::BadCharacter));
+        assert_eq!(
+            validate("#server-to-user-", 200),
+            Err(NameError::BadCharacter)
+        );
         assert_eq!(validate("caf\u{e9}", 200), Err(NameError::BadCharacter));
         assert!(validate(&"a".repeat(200), 200).is_ok());
-        assert_eq!(validate(&"a".repeat(201), 200), Err(NameError::TooLong(200)));
+        assert_eq!(
+            validate(&"a".repeat(201), 200),
+            Err(NameError::TooLong(200))
+        );
     }
 
     #[test]

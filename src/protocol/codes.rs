@@ -90,10 +90,22 @@ mod tests {
         assert_eq!(check_protocol(Some("7")), Ok(7));
         assert_eq!(check_protocol(Some("5")), Ok(5));
         assert_eq!(check_protocol(Some("4")), Ok(4));
-        assert_eq!(check_protocol(Some("3")), Err(CloseReason::UnsupportedProtocol));
-        assert_eq!(check_protocol(Some("8")), Err(CloseReason::UnsupportedProtocol));
-        assert_eq!(check_protocol(Some("abc")), Err(CloseReason::UnsupportedProtocol));
-        assert_eq!(check_protocol(Some("")), Err(CloseReason::UnsupportedProtocol));
+        assert_eq!(
+            check_protocol(Some("3")),
+            Err(CloseReason::UnsupportedProtocol)
+        );
+        assert_eq!(
+            check_protocol(Some("8")),
+            Err(CloseReason::UnsupportedProtocol)
+        );
+        assert_eq!(
+            check_protocol(Some("abc")),
+            Err(CloseReason::UnsupportedProtocol)
+        );
+        assert_eq!(
+            check_protocol(Some("")),
+            Err(CloseReason::UnsupportedProtocol)
+        );
         assert_eq!(check_protocol(None), Err(CloseReason::NoProtocol));
     }
 

@@ -66,7 +66,9 @@ impl ProtocolError {
             ProtocolError::UnknownEvent(e) => format!("Unsupported event: {e}"),
             ProtocolError::MissingChannel => "Missing channel".to_string(),
             ProtocolError::InvalidChannel(c, e) => format!("Invalid channel name '{c}': {e}"),
-            ProtocolError::ExistingSubscription(c) => format!("Existing subscription to channel {c}"),
+            ProtocolError::ExistingSubscription(c) => {
+                format!("Existing subscription to channel {c}")
+            }
             ProtocolError::AuthRequired(c) => format!("Auth info required to subscribe to {c}"),
             ProtocolError::InvalidKey(k) => format!("Invalid key in subscription auth data: '{k}'"),
             ProtocolError::InvalidSignature { signed, got } => format!(
@@ -121,8 +123,11 @@ mod tests {
         assert_eq!(ProtocolError::RateLimited.code(), Some(4301));
         assert_eq!(ProtocolError::MissingChannel.code(), None);
         assert_eq!(
-            ProtocolError::InvalidSignature { signed: "1.1:private-a".into(), got: "k:x".into() }
-                .message(),
+            ProtocolError::InvalidSignature {
+                signed: "1.1:private-a".into(),
+                got: "k:x".into()
+            }
+            .message(),
             "Invalid signature: Expected HMAC SHA256 hex digest of 1.1:private-a, but got k:x"
         );
         assert_eq!(

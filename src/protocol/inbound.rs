@@ -76,8 +76,9 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
             let mut d = data_object(data)?;
             let auth = optional_string(&mut d, "auth")?
                 .ok_or(ProtocolError::MalformedFrame("pusher:signin needs 'auth'"))?;
-            let user_data = optional_string(&mut d, "user_data")?
-                .ok_or(ProtocolError::MalformedFrame("pusher:signin needs 'user_data'"))?;
+            let user_data = optional_string(&mut d, "user_data")?.ok_or(
+                ProtocolError::MalformedFrame("pusher:signin needs 'user_data'"),
+            )?;
             Ok(Inbound::Signin { auth, user_data })
         }
         e if e.starts_with("client-") => {
@@ -133,40 +134,93 @@ mod tests {
 
     #[test]
     fn pings() {
-        assert_eq!(parse(r#"{"event":"pusher:ping","data":{}}"#), Ok(Inbound::Ping));
+        assert_eq!(
+            parse(r#"{"event":"pusher:ping","data":{}}"#),
+            Ok(Inbound::Ping)
+        );
         assert_eq!(parse(r#"{"event": "pusher:ping"}"#), Ok(Inbound::Ping));
-        assert_eq!(parse(r#"{"event":"pusher:pong","data":{}}"#), Ok(Inbound::Pong));
+        assert_eq!(
+            parse(r#"{"event":"pusher:pong","data":{}}"#),
+            Ok(Inbound::Pong)
+        );
     }
 
     #[test]
     fn subscribe_forms() {
-        let want = Inbound::Subscribe { channel: "my-channel".into(), auth: Some(String::new()), channel_data: None };
-        assert_eq!(parse(r#"{"event":"pusher:subscribe","data":{"auth":"","channel":"my-channel"}}"#), Ok(want));
+        let want = Inbound::Subscribe {
+            channel: "my-channel".into(),
+            auth: Some(String::new()),
+            channel_data: None,
+        };
+        assert_eq!(
+            parse(r#"{"event":"pusher:subscribe","data":{"auth":"","channel":"my-channel"}}"#),
+            Ok(want)
+        );
         assert_eq!(
             parse(r#"{"event":"pusher:subscribe","data":{"channel":"c"}}"#),
-            Ok(Inbound::Subscribe { channel: "c".into(), auth: None, channel_data: None })
+            Ok(Inbound::Subscribe {
+                channel: "c".into(),
+                auth: None,
+                channel_data: None
+            })
         );
         assert_eq!(
             parse(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"c\",\"auth\":\"k:s\"}"}"#),
-            Ok(Inbound::Subscribe { channel: "c".into(), auth: Some("k:s".into()), channel_data: None })
+            Ok(Inbound::Subscribe {
+                channel: "c".into(),
+                auth: Some("k:s".into()),
+                channel_data: None
+            })
         );
-        let p = parse(r#"{"event":"pusher:subscribe","data":{"auth":"a","channel_data":"{\"user_id\":10}","channel":"presence-x"}}"#);
+        let p = parse(
+            r#"{"event":"pusher:subscribe","data":{"auth":"a","channel_data":"{\"user_id\":10}","channel":"presence-x"}}"#,
+        );
         assert_eq!(
             p,
-            Ok(Inbound::Subscribe { channel: "presence-x".into(), auth: Some("a".into()), channel_data: Some("{\"user_id\":10}".into()) })
+            Ok(Inbound::Subscribe {
+                channel: "presence-x".into(),
+                auth: Some("a".into()),
+                channel_data: Some("{\"user_id\":10}".into())
+            })
         );
     }
 
     #[test]
     fn bad_frames() {
-        assert_eq!(parse("nope"), Err(ProtocolError::MalformedFrame("invalid JSON")));
-        assert_eq!(parse("[1]"), Err(ProtocolError::MalformedFrame("not a JSON object")));
-        assert_eq!(parse(r#"{"event":5}"#), Err(ProtocolError::MalformedFrame("missing string 'event'")));
-        assert_eq!(parse(r#"{"event":"pusher:subscribe","data":{}}"#), Err(ProtocolError::MissingChannel));
-        assert_eq!(parse(r#"{"event":"pusher:subscribe"}"#), Err(ProtocolError::MalformedFrame("'data' must be an object")));
-        assert_eq!(parse(r#"{"event":"pusher:subscribe","data":{"channel":"c","auth":5}}"#), Err(ProtocolError::MalformedFrame("'auth' must be a string")));
-        assert_eq!(parse(r#"{"event":"pusher_internal:member_added","data":{}}"#), Err(ProtocolError::UnknownEvent("pusher_internal:member_added".into())));
-        assert_eq!(parse(r#"{"event":"my-event","data":{}}"#), Err(ProtocolError::UnknownEvent("my-event".into())));
+        assert_eq!(
+            parse("nope"),
+            Err(ProtocolError::MalformedFrame("invalid JSON"))
+        );
+        assert_eq!(
+            parse("[1]"),
+            Err(ProtocolError::MalformedFrame("not a JSON object"))
+        );
+        assert_eq!(
+            parse(r#"{"event":5}"#),
+            Err(ProtocolError::MalformedFrame("missing string 'event'"))
+        );
+        assert_eq!(
+            parse(r#"{"event":"pusher:subscribe","data":{}}"#),
+            Err(ProtocolError::MissingChannel)
+        );
+        assert_eq!(
+            parse(r#"{"event":"pusher:subscribe"}"#),
+            Err(ProtocolError::MalformedFrame("'data' must be an object"))
+        );
+        assert_eq!(
+            parse(r#"{"event":"pusher:subscribe","data":{"channel":"c","auth":5}}"#),
+            Err(ProtocolError::MalformedFrame("'auth' must be a string"))
+        );
+        assert_eq!(
+            parse(r#"{"event":"pusher_internal:member_added","data":{}}"#),
+            Err(ProtocolError::UnknownEvent(
+                "pusher_internal:member_added".into()
+            ))
+        );
+        assert_eq!(
+            parse(r#"{"event":"my-event","data":{}}"#),
+            Err(ProtocolError::UnknownEvent("my-event".into()))
+        );
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse(&deep).is_err());
     }
@@ -175,8 +229,15 @@ mod tests {
     fn client_events() {
         assert_eq!(
             parse(r#"{"event":"client-typing","channel":"private-a","data":{"typing":true}}"#),
-            Ok(Inbound::ClientEvent { event: "client-typing".into(), channel: "private-a".into(), data: json!({"typing": true}) })
+            Ok(Inbound::ClientEvent {
+                event: "client-typing".into(),
+                channel: "private-a".into(),
+                data: json!({"typing": true})
+            })
         );
-        assert_eq!(parse(r#"{"event":"client-x","data":{}}"#), Err(ProtocolError::MissingChannel));
+        assert_eq!(
+            parse(r#"{"event":"client-x","data":{}}"#),
+            Err(ProtocolError::MissingChannel)
+        );
     }
 }

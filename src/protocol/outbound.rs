@@ -2,7 +2,6 @@
 
 use serde::Serialize;
 
-use super::error::ProtocolError;
 use super::socket_id::SocketId;
 
 #[derive(Serialize)]
@@ -76,14 +75,14 @@ pub fn error(code: Option<u16>, message: &str, channel: Option<&str>) -> String 
     })
 }
 
-/// `pusher:error` for a rejected message.
-pub fn protocol_error(err: &ProtocolError) -> String {
-    error(err.code(), &err.message(), err.channel())
-}
-
 /// `pusher_internal:subscription_succeeded`; `data` is `"{}"` or the presence payload.
 pub fn subscription_succeeded(channel: &str, data: &str) -> String {
-    channel_event("pusher_internal:subscription_succeeded", channel, data, None)
+    channel_event(
+        "pusher_internal:subscription_succeeded",
+        channel,
+        data,
+        None,
+    )
 }
 
 /// `pusher:signin_success` with object data `{"user_data": "<string>"}`.
@@ -110,7 +109,13 @@ mod tests {
     #[test]
     fn exact_frames() {
         assert_eq!(
-            connection_established(SocketId { node: 3418419052, seq: 2830135721 }, 120),
+            connection_established(
+                SocketId {
+                    node: 3418419052,
+                    seq: 2830135721
+                },
+                120
+            ),
             r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"3418419052.2830135721\",\"activity_timeout\":120}"}"#
         );
         assert_eq!(
@@ -126,7 +131,12 @@ mod tests {
             r#"{"event":"pusher_internal:subscription_succeeded","channel":"private-foobar","data":"{}"}"#
         );
         assert_eq!(
-            channel_event("client-typing", "presence-chat", r#"{"typing":true}"#, Some("10")),
+            channel_event(
+                "client-typing",
+                "presence-chat",
+                r#"{"typing":true}"#,
+                Some("10")
+            ),
             r#"{"event":"client-typing","channel":"presence-chat","data":"{\"typing\":true}","user_id":"10"}"#
         );
         assert_eq!(

@@ -40,7 +40,9 @@ pub fn parse_channel_data(raw: &str, limits: PresenceLimits) -> Result<Member, S
     }
     let user_info = obj.remove("user_info");
     if let Some(info) = &user_info {
-        let size = serde_json::to_string(info).map(|s| s.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_string(info)
+            .map(|s| s.len())
+            .unwrap_or(usize::MAX);
         if size > limits.max_user_info_bytes {
             return Err(format!(
                 "user_info is larger than {} bytes",
@@ -53,7 +55,9 @@ pub fn parse_channel_data(raw: &str, limits: PresenceLimits) -> Result<Member, S
 
 /// The `data` string of a presence `subscription_succeeded`:
 /// `{"presence":{"ids":[..],"hash":{id: info|null},"count":n}}`.
-pub fn subscription_data<'a>(members: impl Iterator<Item = (&'a str, Option<&'a Value>)>) -> String {
+pub fn subscription_data<'a>(
+    members: impl Iterator<Item = (&'a str, Option<&'a Value>)>,
+) -> String {
     let mut ids = Vec::new();
     let mut hash = serde_json::Map::new();
     for (id, info) in members {
@@ -89,14 +93,23 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const L: PresenceLimits = PresenceLimits { max_user_id_len: 128, max_user_info_bytes: 1024 };
+    const L: PresenceLimits = PresenceLimits {
+        max_user_id_len: 128,
+        max_user_info_bytes: 1024,
+    };
 
     #[test]
     fn channel_data() {
-        let m = parse_channel_data(r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#, L).unwrap();
+        let m =
+            parse_channel_data(r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#, L).unwrap();
         assert_eq!(m.user_id, "10");
         assert_eq!(m.user_info, Some(json!({"name": "Mr. Channels"})));
-        assert_eq!(parse_channel_data(r#"{"user_id":"a"}"#, L).unwrap().user_info, None);
+        assert_eq!(
+            parse_channel_data(r#"{"user_id":"a"}"#, L)
+                .unwrap()
+                .user_info,
+            None
+        );
         assert!(parse_channel_data(r#"{"user_info":{}}"#, L).is_err());
         assert!(parse_channel_data(r#"{"user_id":""}"#, L).is_err());
         assert!(parse_channel_data(r#"{"user_id":true}"#, L).is_err());
@@ -118,8 +131,14 @@ mod tests {
             s,
             r#"{"presence":{"count":2,"hash":{"10":{"name":"Mr. Channels"},"11":null},"ids":["10","11"]}}"#
         );
-        let m = Member { user_id: "11".into(), user_info: Some(json!({"name": "Ann"})) };
-        assert_eq!(member_added_data(&m), r#"{"user_id":"11","user_info":{"name":"Ann"}}"#);
+        let m = Member {
+            user_id: "11".into(),
+            user_info: Some(json!({"name": "Ann"})),
+        };
+        assert_eq!(
+            member_added_data(&m),
+            r#"{"user_id":"11","user_info":{"name":"Ann"}}"#
+        );
         assert_eq!(member_removed_data("11"), r#"{"user_id":"11"}"#);
     }
 }

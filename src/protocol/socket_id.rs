@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A connection's id. Compact and `Copy` so broadcasts can carry an exclusion cheaply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct SocketId {
     /// Random per node, so ids from different nodes of a cluster do not collide.
     pub node: u32,
@@ -64,8 +66,24 @@ mod tests {
 
     #[test]
     fn parse_accepts_only_digits_dot_digits() {
-        assert_eq!(SocketId::parse("1234.5678"), Some(SocketId { node: 1234, seq: 5678 }));
-        for bad in ["", "1234", "1234.", ".5", "12a.5", "1.2.3", "-1.2", "1. 2", "99999999999.1"] {
+        assert_eq!(
+            SocketId::parse("1234.5678"),
+            Some(SocketId {
+                node: 1234,
+                seq: 5678
+            })
+        );
+        for bad in [
+            "",
+            "1234",
+            "1234.",
+            ".5",
+            "12a.5",
+            "1.2.3",
+            "-1.2",
+            "1. 2",
+            "99999999999.1",
+        ] {
             assert_eq!(SocketId::parse(bad), None, "{bad}");
         }
     }

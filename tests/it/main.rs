@@ -1,0 +1,13 @@
+//! Integration tests: the real server on an ephemeral port, spoken to over WebSocket and HTTP.
+//! Numbers in comments refer to the conformance checklist of PROTOCOL.md §15.
+
+mod common;
+
+mod client_events;
+mod connection;
+mod liveness;
+mod presence;
+mod rest_auth;
+mod rest_endpoints;
+mod shutdown;
+mod subscribe;
