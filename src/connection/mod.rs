@@ -72,6 +72,9 @@ where
     tracing::debug!(app = %app.id, socket_id = %id, "connection opened");
     let mut session = Session::new(state.clone(), app.clone(), outbox.clone());
     let reason = run(&mut ws, &state, &mut session, &outbox, rx).await;
+    // Leave every channel before the (possibly slow) closing handshake, so counts and presence
+    // are right at once.
+    session.unsubscribe_all().await;
     match reason {
         Some(r) => {
             tracing::debug!(app = %app.id, socket_id = %id, code = r.0, "closing connection");
@@ -79,7 +82,6 @@ where
         }
         None => tracing::debug!(app = %app.id, socket_id = %id, "connection closed by client"),
     }
-    session.unsubscribe_all().await;
     app_hub.remove_connection();
     state.remove_connection();
 }
@@ -165,8 +167,20 @@ where
             }
             frame = rx.recv() => {
                 let frame = frame?;
-                if write_batch(ws, frame, &mut rx).await.is_err() {
-                    return None;
+                // A client that stops reading blocks this write; eviction, shutdown and a stall
+                // limit must still be able to end it.
+                tokio::select! {
+                    biased;
+                    _ = outbox.evicted() => {
+                        tracing::warn!(socket_id = %outbox.id, "slow consumer evicted");
+                        return reason(CloseReason::SlowConsumer);
+                    }
+                    _ = crate::state::shutdown_started(&mut shutdown) => return reason(CloseReason::ShuttingDown),
+                    _ = tokio::time::sleep(pong_wait) => {
+                        tracing::warn!(socket_id = %outbox.id, "write stalled; evicting");
+                        return reason(CloseReason::SlowConsumer);
+                    }
+                    r = write_batch(ws, frame, &mut rx) => if r.is_err() { return None },
                 }
             }
             () = &mut timer => {

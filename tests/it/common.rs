@@ -392,7 +392,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Completes an upgrade by hand and returns the socket; nothing is ever answered automatically.
 pub async fn raw_connect(addr: SocketAddr, path: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    // A small, fixed receive buffer (no autotuning) so a client that stops reading
+    // pushes back on the server quickly.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(8 * 1024).unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -437,4 +441,20 @@ pub async fn raw_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
     tokio::time::timeout(WAIT, fut)
         .await
         .expect("frame in time")
+}
+
+/// Sends one masked text frame on a raw socket.
+pub async fn raw_send_text(s: &mut TcpStream, text: &str) {
+    let bytes = text.as_bytes();
+    let mut frame = vec![0x81u8];
+    let mask = [1u8, 2, 3, 4];
+    if bytes.len() < 126 {
+        frame.push(0x80 | bytes.len() as u8);
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(bytes.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&frame).await.unwrap();
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod cli;
 mod client_events;
 mod connection;
 mod liveness;
@@ -10,4 +11,5 @@ mod presence;
 mod rest_auth;
 mod rest_endpoints;
 mod shutdown;
+mod slow_consumer;
 mod subscribe;

@@ -1,0 +1,19 @@
+# Multi-stage build: compile in the Rust image, run in a slim image as a non-root user.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home herald
+COPY --from=build /src/target/release/herald /usr/local/bin/herald
+USER herald
+# Mount your config at /etc/herald/config.toml; secrets come from the environment.
+ENV HERALD_HOST=0.0.0.0
+EXPOSE 6001
+HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:6001/health || exit 1
+ENTRYPOINT ["herald"]
+CMD ["serve", "--config", "/etc/herald/config.toml"]
