@@ -9,6 +9,7 @@
 //! | [`auth`] | channel-auth, sign-in, REST request and webhook signatures; constant-time checks |
 //! | [`app`] | the registry of apps by id and by key, with their limits |
 //! | [`connection`] | one WebSocket: handshake checks, read/write loop, outbox, liveness, its session state |
+//! | [`limit`] | a counter with an optional cap (connections per node and per app) |
 //! | [`outbox`] | a connection's bounded frame queue and its slow-consumer eviction signal |
 //! | [`hub`] | this node's channels → subscribers and presence members, fan-out |
 //! | [`broadcast`] | the one message type of every delivery path and the one place it becomes a frame |
@@ -28,6 +29,7 @@ pub mod config;
 pub mod connection;
 pub mod http;
 pub mod hub;
+pub mod limit;
 pub mod outbox;
 pub mod protocol;
 pub mod state;

@@ -1,6 +1,5 @@
 //! What every connection and request handler shares: config, apps, adapter, hub, ids, shutdown.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -9,6 +8,7 @@ use crate::adapter::Adapter;
 use crate::app::AppStore;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limit::CappedCounter;
 use crate::protocol::socket_id::SocketIdGen;
 
 /// Shared server state, one per running `Server`.
@@ -26,7 +26,7 @@ pub struct State {
     /// Flips to `true` when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     /// WebSocket connections open on this node.
-    connections: AtomicUsize,
+    connections: CappedCounter,
 }
 
 impl State {
@@ -46,7 +46,7 @@ impl State {
             adapter,
             ids,
             shutdown,
-            connections: AtomicUsize::new(0),
+            connections: CappedCounter::default(),
         }
     }
 
@@ -58,22 +58,17 @@ impl State {
     /// Counts a connection on this node unless the node is full.
     pub fn add_connection(&self) -> bool {
         let max = self.config.server.max_connections;
-        let prev = self.connections.fetch_add(1, Ordering::AcqRel);
-        if max > 0 && prev >= max {
-            self.connections.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        true
+        self.connections.try_acquire((max > 0).then_some(max))
     }
 
     /// Forgets a connection counted by [`State::add_connection`].
     pub fn remove_connection(&self) {
-        self.connections.fetch_sub(1, Ordering::AcqRel);
+        self.connections.release();
     }
 
     /// Open WebSocket connections on this node.
     pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::Acquire)
+        self.connections.get()
     }
 }
 

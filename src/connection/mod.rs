@@ -130,11 +130,7 @@ where
     loop {
         tokio::select! {
             biased;
-            _ = outbox.evicted() => {
-                tracing::warn!(socket_id = %outbox.id, "slow consumer evicted");
-                return reason(CloseReason::SlowConsumer);
-            }
-            _ = crate::state::shutdown_started(&mut shutdown) => return reason(CloseReason::ShuttingDown),
+            r = must_close(outbox, &mut shutdown) => return r,
             msg = ws.next() => {
                 let msg = match msg {
                     None => return None,
@@ -171,11 +167,7 @@ where
                 // limit must still be able to end it.
                 tokio::select! {
                     biased;
-                    _ = outbox.evicted() => {
-                        tracing::warn!(socket_id = %outbox.id, "slow consumer evicted");
-                        return reason(CloseReason::SlowConsumer);
-                    }
-                    _ = crate::state::shutdown_started(&mut shutdown) => return reason(CloseReason::ShuttingDown),
+                    r = must_close(outbox, &mut shutdown) => return r,
                     _ = tokio::time::sleep(pong_wait) => {
                         tracing::warn!(socket_id = %outbox.id, "write stalled; evicting");
                         return reason(CloseReason::SlowConsumer);
@@ -199,6 +191,22 @@ where
             }
         }
     }
+}
+
+/// Resolves when the connection must close for a reason outside it: eviction or shutdown.
+async fn must_close(
+    outbox: &Outbox,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<(u16, &'static str)> {
+    let r = tokio::select! {
+        biased;
+        _ = outbox.evicted() => {
+            tracing::warn!(socket_id = %outbox.id, "slow consumer evicted");
+            CloseReason::SlowConsumer
+        }
+        _ = crate::state::shutdown_started(shutdown) => CloseReason::ShuttingDown,
+    };
+    Some((r.code(), r.message()))
 }
 
 /// Writes one frame plus whatever else is already queued, then flushes once.

@@ -6,10 +6,10 @@ pub mod channel;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crate::broadcast::Broadcast;
+use crate::limit::CappedCounter;
 use crate::outbox::Outbox;
 use crate::protocol::presence::Member;
 use crate::protocol::{outbound, SocketId};
@@ -61,7 +61,7 @@ impl Hub {
 #[derive(Debug)]
 pub struct AppHub {
     shards: Box<[Mutex<HashMap<String, Channel>>]>,
-    connections: AtomicUsize,
+    connections: CappedCounter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -74,7 +74,7 @@ impl AppHub {
     fn new() -> AppHub {
         AppHub {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            connections: AtomicUsize::new(0),
+            connections: CappedCounter::default(),
         }
     }
 
@@ -86,22 +86,17 @@ impl AppHub {
 
     /// Counts a new connection unless that would exceed `max`.
     pub fn add_connection(&self, max: Option<usize>) -> bool {
-        let prev = self.connections.fetch_add(1, Ordering::AcqRel);
-        if max.is_some_and(|m| prev >= m) {
-            self.connections.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        true
+        self.connections.try_acquire(max)
     }
 
     /// Forgets a connection counted by [`AppHub::add_connection`].
     pub fn remove_connection(&self) {
-        self.connections.fetch_sub(1, Ordering::AcqRel);
+        self.connections.release();
     }
 
     /// Current connections of this app on this node.
     pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::Acquire)
+        self.connections.get()
     }
 
     /// Subscribes `conn` and queues its `subscription_succeeded` while still holding the channel,
@@ -249,18 +244,5 @@ mod tests {
         assert!(app.unsubscribe("c", b.id, None).vacated);
         assert_eq!(app.channel_stats("c"), ChannelStats::default());
         assert!(app.channels("").is_empty());
-    }
-
-    #[test]
-    fn connection_quota() {
-        let hub = Hub::default();
-        let app = hub.app("1");
-        assert!(app.add_connection(Some(2)));
-        assert!(app.add_connection(Some(2)));
-        assert!(!app.add_connection(Some(2)));
-        assert_eq!(app.connection_count(), 2);
-        app.remove_connection();
-        assert!(app.add_connection(Some(2)));
-        assert!(app.add_connection(None));
     }
 }

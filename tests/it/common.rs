@@ -458,3 +458,35 @@ pub async fn raw_send_text(s: &mut TcpStream, text: &str) {
     frame.extend(bytes.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     s.write_all(&frame).await.unwrap();
 }
+
+/// The `pusher:signin` frame for app 1.
+pub fn signin_frame(sid: &str, user_data: &str) -> Value {
+    let auth = format!(
+        "key1:{}",
+        sign("secret1", &format!("{sid}::user::{user_data}"))
+    );
+    json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}})
+}
+
+/// Signs in on app 1 and asserts `pusher:signin_success`.
+pub async fn signin(ws: &mut Ws, sid: &str, user_data: &str) {
+    send(ws, signin_frame(sid, user_data)).await;
+    let reply = recv(ws).await;
+    assert_eq!(
+        reply,
+        json!({"event": "pusher:signin_success", "data": {"user_data": user_data}})
+    );
+}
+
+/// Waits (bounded) for server-side state that has no client-visible event, such as the
+/// bookkeeping after a client vanished. Checks often, fails after `WAIT`.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -88,14 +88,10 @@ async fn app_connection_quota_closes_with_4004() {
     drop(_first);
     // The slot frees once the server has seen the close; wait for the count to drop.
     let hub = t.server.state().hub.app("4");
-    tokio::time::timeout(WAIT, async {
-        while hub.connection_count() > 0 {
-            tokio::task::yield_now().await;
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+    eventually("the connection slot to be released", || {
+        hub.connection_count() == 0
     })
-    .await
-    .expect("connection released");
+    .await;
     let (_again, _) = connect(t.addr, "key4").await;
 }
 
@@ -250,4 +246,28 @@ async fn client_close_is_clean() {
         matches!(next, Some(Ok(Message::Close(_))) | None),
         "{next:?}"
     );
+}
+
+#[tokio::test]
+async fn request_headers_that_never_finish_are_dropped_after_the_handshake_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = config();
+    c.server.handshake_timeout = 1;
+    let t = start_with(c).await;
+    let mut slow = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    slow.write_all(b"GET /app/key1?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+        .await
+        .unwrap();
+    // The server gives up on the incomplete request: we see EOF (or a 408) well before WAIT.
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(WAIT, slow.read_to_end(&mut buf))
+        .await
+        .expect("server hangs up in time");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        n.is_err() || buf.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    // Meanwhile others are served normally.
+    let (_ws, _) = connect(t.addr, "key1").await;
 }

@@ -164,16 +164,7 @@ async fn signed_in_user_joins_without_channel_data() {
     let t = start().await;
     let (mut ws, sid) = connect(t.addr, "key1").await;
     let user_data = r#"{"id":"12345","user_info":{"name":"Ann"}}"#;
-    let auth = format!(
-        "key1:{}",
-        sign("secret1", &format!("{sid}::user::{user_data}"))
-    );
-    send(
-        &mut ws,
-        json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}),
-    )
-    .await;
-    assert_eq!(recv(&mut ws).await["event"], "pusher:signin_success");
+    signin(&mut ws, &sid, user_data).await;
     let auth = private_auth("key1", "secret1", &sid, CH);
     send(
         &mut ws,

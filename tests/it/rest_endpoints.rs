@@ -309,16 +309,7 @@ async fn channels_listing() {
     subscribe_public(&mut a, "pub-1").await;
     subscribe_presence(&mut a, &sa, "presence-x", json!("u1"), Value::Null).await;
     let user_data = r#"{"id":"7"}"#;
-    let auth = format!(
-        "key1:{}",
-        sign("secret1", &format!("{sa}::user::{user_data}"))
-    );
-    send(
-        &mut a,
-        json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}),
-    )
-    .await;
-    recv(&mut a).await;
+    signin(&mut a, &sa, user_data).await;
     subscribe_public(&mut a, "#server-to-user-7").await;
     let r = api(t.addr, "GET", "/apps/1/channels", &[], b"").await;
     assert_eq!(r.body, json!({"channels": {"pub-1": {}, "presence-x": {}}}));

@@ -209,13 +209,10 @@ async fn closing_the_socket_unsubscribes_everything() {
     ws.close(None).await.unwrap();
     drop(ws);
     let hub = t.server.state().hub.app("1");
-    tokio::time::timeout(WAIT, async {
-        while !hub.channels("").is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+    eventually("channels to be vacated after close", || {
+        hub.channels("").is_empty()
     })
-    .await
-    .expect("channels vacated after close");
+    .await;
 }
 
 #[tokio::test]
@@ -251,19 +248,7 @@ async fn server_to_user_requires_matching_signin() {
     .await;
     expect_error(&recv(&mut ws).await, None, "requires signing in");
     let user_data = r#"{"id":"42"}"#;
-    let auth = format!(
-        "key1:{}",
-        sign("secret1", &format!("{sid}::user::{user_data}"))
-    );
-    send(
-        &mut ws,
-        json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}),
-    )
-    .await;
-    assert_eq!(
-        recv(&mut ws).await,
-        json!({"event": "pusher:signin_success", "data": {"user_data": user_data}})
-    );
+    signin(&mut ws, &sid, user_data).await;
     send(
         &mut ws,
         json!({"event": "pusher:subscribe", "data": {"auth": "", "channel": "#server-to-user-43"}}),
@@ -277,10 +262,7 @@ async fn server_to_user_requires_matching_signin() {
 async fn signin_refusals() {
     let t = start().await;
     let (mut ws, sid) = connect(t.addr, "key1").await;
-    let signin = |data: &str| {
-        let auth = format!("key1:{}", sign("secret1", &format!("{sid}::user::{data}")));
-        json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": data}})
-    };
+    let signin = |data: &str| signin_frame(&sid, data);
     send(&mut ws, json!({"event": "pusher:signin", "data": {"auth": "key1:00", "user_data": "{\"id\":\"1\"}"}})).await;
     expect_error(&recv(&mut ws).await, None, "Invalid signature");
     send(&mut ws, signin(r#"{"id":1}"#)).await;
