@@ -19,6 +19,12 @@ pub struct App {
     pub client_events: bool,
     /// Per-app connection cap.
     pub max_connections: Option<usize>,
+    /// Whether subscribers get `pusher_internal:subscription_count`.
+    pub subscription_count: bool,
+    /// Whether signed-in users get watchlist events.
+    pub watchlist_events: bool,
+    /// Deadline for signing in (authorized connections), if required.
+    pub signin_timeout: Option<std::time::Duration>,
     /// Effective limits (global merged with the app's overrides).
     pub limits: Limits,
 }
@@ -33,6 +39,9 @@ impl App {
             enabled: c.enabled,
             client_events: c.enable_client_messages,
             max_connections: c.max_connections,
+            subscription_count: c.enable_subscription_count,
+            watchlist_events: c.enable_watchlist_events,
+            signin_timeout: c.signin_timeout.map(std::time::Duration::from_secs),
             limits: global.merged(&c.limits),
         }
     }

@@ -20,6 +20,8 @@ pub struct Broadcast {
     pub except: Option<SocketId>,
     /// Sender's presence user id, on client events in presence channels.
     pub user_id: Option<String>,
+    /// Keep as the channel's cached event for this long (REST events on cache channels).
+    pub cache_ttl: Option<std::time::Duration>,
 }
 
 impl Broadcast {
@@ -48,6 +50,7 @@ mod tests {
             data: "{\"message\":\"hello world\"}".into(),
             except: None,
             user_id: None,
+            cache_ttl: None,
         };
         assert_eq!(
             b.to_frame().as_str(),

@@ -74,7 +74,14 @@ impl Server {
         let hub = Arc::new(Hub::default());
         let apps = Arc::new(StaticApps::from_config(&config));
         let adapter = Arc::new(LocalAdapter::new(hub.clone()));
-        let state = Arc::new(State::new(config, apps, hub, adapter, shutdown_rx.clone()));
+        let state = Arc::new(State::new(
+            config,
+            apps,
+            hub.clone(),
+            adapter,
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(sweep_caches(hub.clone(), shutdown_rx.clone()));
         let (guard, drained) = DrainGuard::new();
         let accept = tokio::spawn(http::accept_loop(
             listener,
@@ -117,6 +124,17 @@ impl Server {
                 open = self.state.connection_count(),
                 "shutdown timeout reached with connections still open"
             );
+        }
+    }
+}
+
+/// Drops expired cache-channel entries once a minute until shutdown.
+async fn sweep_caches(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => hub.sweep(),
+            _ = state::shutdown_started(&mut shutdown) => return,
         }
     }
 }

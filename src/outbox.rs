@@ -1,10 +1,12 @@
-//! A connection's bounded queue of outgoing frames, shared with the hub, and its eviction signal.
+//! A connection's bounded queue of outgoing frames, shared with the hub, and the signal that
+//! tells the connection to close (slow consumer, terminated user).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::protocol::codes::CloseReason;
 use crate::protocol::SocketId;
 
 /// The sending half of a connection, as the hub sees it.
@@ -13,8 +15,9 @@ pub struct Outbox {
     /// The connection's socket id (for `except` and bookkeeping).
     pub id: SocketId,
     tx: mpsc::Sender<Utf8Bytes>,
-    evicted: AtomicBool,
-    evict: Notify,
+    /// Set once: why the connection must close.
+    closing: OnceLock<CloseReason>,
+    wake: Notify,
 }
 
 impl Outbox {
@@ -24,33 +27,40 @@ impl Outbox {
         let outbox = Outbox {
             id,
             tx,
-            evicted: AtomicBool::new(false),
-            evict: Notify::new(),
+            closing: OnceLock::new(),
+            wake: Notify::new(),
         };
         (outbox, rx)
     }
 
-    /// Queues a frame without waiting. A full queue marks the connection for eviction: it is
-    /// closed with a reconnect code rather than silently losing the frame.
+    /// Queues a frame without waiting. A full queue closes the connection with a reconnect code
+    /// (slow consumer) rather than silently losing the frame.
     pub fn push(&self, frame: Utf8Bytes) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame) {
-            if !self.evicted.swap(true, Ordering::AcqRel) {
-                self.evict.notify_one();
+            self.close(CloseReason::SlowConsumer);
+        }
+    }
+
+    /// Asks the connection to close with `reason` (the first reason wins).
+    pub fn close(&self, reason: CloseReason) {
+        if self.closing.set(reason).is_ok() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Why the connection must close, if it must.
+    pub fn closing(&self) -> Option<CloseReason> {
+        self.closing.get().copied()
+    }
+
+    /// Resolves once the connection has been asked to close.
+    pub async fn closed(&self) -> CloseReason {
+        loop {
+            if let Some(r) = self.closing() {
+                return r;
             }
+            self.wake.notified().await;
         }
-    }
-
-    /// Whether the connection fell behind and must be closed.
-    pub fn is_evicted(&self) -> bool {
-        self.evicted.load(Ordering::Acquire)
-    }
-
-    /// Resolves once the connection has been marked for eviction.
-    pub async fn evicted(&self) {
-        if self.is_evicted() {
-            return;
-        }
-        self.evict.notified().await;
     }
 }
 
@@ -59,14 +69,16 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn full_queue_evicts_instead_of_growing() {
+    async fn full_queue_closes_instead_of_growing() {
         let (outbox, mut rx) = Outbox::new(SocketId { node: 1, seq: 1 }, 2);
         outbox.push("a".into());
         outbox.push("b".into());
-        assert!(!outbox.is_evicted());
+        assert_eq!(outbox.closing(), None);
         outbox.push("c".into());
-        assert!(outbox.is_evicted());
-        outbox.evicted().await;
+        assert_eq!(outbox.closed().await, CloseReason::SlowConsumer);
+        // a later reason does not replace the first
+        outbox.close(CloseReason::Terminated);
+        assert_eq!(outbox.closing(), Some(CloseReason::SlowConsumer));
         assert_eq!(rx.recv().await.as_deref(), Some("a"));
         assert_eq!(rx.recv().await.as_deref(), Some("b"));
         assert!(rx.try_recv().is_err());

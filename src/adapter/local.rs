@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use super::{Adapter, AdapterError, BoxFuture, Join};
+use super::{Adapter, AdapterError, BoxFuture, Join, SignIn};
 use crate::broadcast::Broadcast;
-use crate::hub::{ChannelStats, Hub, JoinRefused, Joined, Left};
+use crate::hub::{ChannelStats, CountUpdate, Hub, JoinRefused, JoinRequest, Joined, Left};
 use crate::protocol::SocketId;
 
 /// Adapter for one node.
@@ -20,17 +20,23 @@ impl LocalAdapter {
     }
 }
 
+fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(v))
+}
+
 impl Adapter for LocalAdapter {
     fn publish(&self, b: Broadcast) {
         self.hub.app(&b.app).deliver(&b);
     }
 
     fn subscribe<'a>(&'a self, j: Join<'a>) -> BoxFuture<'a, Result<Joined, JoinRefused>> {
-        let r = self
-            .hub
-            .app(j.app)
-            .subscribe(j.channel, j.conn, j.member, j.max_members);
-        Box::pin(std::future::ready(r))
+        ready(self.hub.app(j.app).subscribe(JoinRequest {
+            channel: j.channel,
+            conn: j.conn,
+            member: j.member,
+            max_members: j.max_members,
+            announce: j.announce,
+        }))
     }
 
     fn unsubscribe<'a>(
@@ -40,8 +46,55 @@ impl Adapter for LocalAdapter {
         id: SocketId,
         user_id: Option<&'a str>,
     ) -> BoxFuture<'a, Left> {
-        let r = self.hub.app(app).unsubscribe(channel, id, user_id);
-        Box::pin(std::future::ready(r))
+        ready(self.hub.app(app).unsubscribe(channel, id, user_id))
+    }
+
+    fn announce_count(&self, app: &str, channel: &str) {
+        if let CountUpdate::Later(wait) = self.hub.app(app).announce_count(channel) {
+            let hub = self.hub.clone();
+            let (app, channel) = (app.to_string(), channel.to_string());
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                // The interval has passed, so this one goes out.
+                let _ = hub.app(&app).announce_count(&channel);
+            });
+        }
+    }
+
+    fn sign_in<'a>(&'a self, s: SignIn<'a>) -> BoxFuture<'a, ()> {
+        self.hub
+            .app(s.app)
+            .users()
+            .sign_in(s.user, s.conn, s.watchlist, s.watchlist_events);
+        ready(())
+    }
+
+    fn sign_out<'a>(
+        &'a self,
+        app: &'a str,
+        user: &'a str,
+        id: SocketId,
+        watchlist: &'a [String],
+    ) -> BoxFuture<'a, ()> {
+        self.hub.app(app).users().sign_out(user, id, watchlist);
+        ready(())
+    }
+
+    fn terminate_user<'a>(
+        &'a self,
+        app: &'a str,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<(), AdapterError>> {
+        self.hub.app(app).users().terminate(user);
+        ready(Ok(()))
+    }
+
+    fn cached<'a>(
+        &'a self,
+        app: &'a str,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, u64)>, AdapterError>> {
+        ready(Ok(self.hub.app(app).cached(channel)))
     }
 
     fn channels<'a>(
@@ -49,7 +102,7 @@ impl Adapter for LocalAdapter {
         app: &'a str,
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Vec<(String, ChannelStats)>, AdapterError>> {
-        Box::pin(std::future::ready(Ok(self.hub.app(app).channels(prefix))))
+        ready(Ok(self.hub.app(app).channels(prefix)))
     }
 
     fn channel<'a>(
@@ -57,10 +110,7 @@ impl Adapter for LocalAdapter {
         app: &'a str,
         channel: &'a str,
     ) -> BoxFuture<'a, Result<ChannelStats, AdapterError>> {
-        Box::pin(std::future::ready(Ok(self
-            .hub
-            .app(app)
-            .channel_stats(channel))))
+        ready(Ok(self.hub.app(app).channel_stats(channel)))
     }
 
     fn users<'a>(
@@ -68,6 +118,6 @@ impl Adapter for LocalAdapter {
         app: &'a str,
         channel: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, AdapterError>> {
-        Box::pin(std::future::ready(Ok(self.hub.app(app).user_ids(channel))))
+        ready(Ok(self.hub.app(app).user_ids(channel)))
     }
 }

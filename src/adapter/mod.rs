@@ -40,6 +40,23 @@ pub struct Join<'a> {
     pub member: Option<&'a Member>,
     /// Presence member cap.
     pub max_members: usize,
+    /// Queue `subscription_succeeded` (false for the implicit `#server-to-user-` join).
+    pub announce: bool,
+}
+
+/// A signed-in connection as the adapter takes it.
+#[derive(Debug)]
+pub struct SignIn<'a> {
+    /// App id.
+    pub app: &'a str,
+    /// User id.
+    pub user: &'a str,
+    /// The connection.
+    pub conn: &'a Arc<Outbox>,
+    /// User ids it watches.
+    pub watchlist: &'a [String],
+    /// Whether watchlist events are on for the app.
+    pub watchlist_events: bool,
 }
 
 /// Cluster-facing operations. Every broadcast of the server goes through `publish`.
@@ -59,6 +76,36 @@ pub trait Adapter: Send + Sync + 'static {
         id: SocketId,
         user_id: Option<&'a str>,
     ) -> BoxFuture<'a, Left>;
+
+    /// Sends the channel's subscriber count to its subscribers (throttled for big channels).
+    fn announce_count(&self, app: &str, channel: &str);
+
+    /// Registers a signed-in connection; queues the initial watchlist status and announces the
+    /// user online to watchers if this is the user's first connection.
+    fn sign_in<'a>(&'a self, s: SignIn<'a>) -> BoxFuture<'a, ()>;
+
+    /// Forgets a signed-in connection; announces the user offline if it was the last.
+    fn sign_out<'a>(
+        &'a self,
+        app: &'a str,
+        user: &'a str,
+        id: SocketId,
+        watchlist: &'a [String],
+    ) -> BoxFuture<'a, ()>;
+
+    /// Closes every connection signed in as `user`, on every node, with 4009.
+    fn terminate_user<'a>(
+        &'a self,
+        app: &'a str,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<(), AdapterError>>;
+
+    /// The cached event data of a cache channel and its remaining seconds.
+    fn cached<'a>(
+        &'a self,
+        app: &'a str,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, u64)>, AdapterError>>;
 
     /// Occupied channels with this prefix and their counts.
     fn channels<'a>(

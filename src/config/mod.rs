@@ -112,6 +112,9 @@ impl Config {
                 enabled: true,
                 enable_client_messages: true,
                 max_connections: None,
+                enable_subscription_count: false,
+                enable_watchlist_events: false,
+                signin_timeout: None,
                 limits: LimitsOverride::default(),
             }],
         }
@@ -178,6 +181,9 @@ impl Config {
             }
             if !keys.insert(app.key.as_str()) {
                 problems.push(format!("{at}: duplicate app key"));
+            }
+            if app.signin_timeout == Some(0) {
+                problems.push(format!("{at}: signin_timeout must be at least 1 second"));
             }
             self.limits
                 .merged(&app.limits)

@@ -108,6 +108,10 @@ pub struct Limits {
     pub max_request_body_bytes: usize,
     /// Max channels one connection may subscribe to: 100 (0: unlimited).
     pub max_channels_per_connection: usize,
+    /// Max user ids in a sign-in watchlist: 100 (the rest are dropped with `pusher:error` 4302).
+    pub max_watchlist_size: usize,
+    /// Seconds a cache channel keeps its last event: 1800.
+    pub cache_ttl_seconds: u64,
 }
 
 impl Default for Limits {
@@ -125,6 +129,8 @@ impl Default for Limits {
             max_message_bytes: 64 * 1024,
             max_request_body_bytes: 256 * 1024,
             max_channels_per_connection: 100,
+            max_watchlist_size: 100,
+            cache_ttl_seconds: 1800,
         }
     }
 }
@@ -148,6 +154,8 @@ impl Limits {
                 self.client_events_per_second as usize,
             ),
             ("max_request_body_bytes", self.max_request_body_bytes),
+            ("max_watchlist_size", self.max_watchlist_size),
+            ("cache_ttl_seconds", self.cache_ttl_seconds as usize),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -188,6 +196,8 @@ impl Limits {
             max_channels_per_connection: o
                 .max_channels_per_connection
                 .unwrap_or(self.max_channels_per_connection),
+            max_watchlist_size: o.max_watchlist_size.unwrap_or(self.max_watchlist_size),
+            cache_ttl_seconds: o.cache_ttl_seconds.unwrap_or(self.cache_ttl_seconds),
         }
     }
 }
@@ -208,6 +218,8 @@ pub struct LimitsOverride {
     pub client_events_per_second: Option<u32>,
     pub max_request_body_bytes: Option<usize>,
     pub max_channels_per_connection: Option<usize>,
+    pub max_watchlist_size: Option<usize>,
+    pub cache_ttl_seconds: Option<u64>,
 }
 
 /// `[[apps]]`. `Debug` redacts the secret.
@@ -229,6 +241,16 @@ pub struct AppConfig {
     /// Max concurrent connections for this app (close 4004 beyond); unset: unlimited.
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// Send `pusher_internal:subscription_count` to subscribers of non-presence channels.
+    #[serde(default)]
+    pub enable_subscription_count: bool,
+    /// Send `pusher_internal:watchlist_events` for the watchlists of signed-in users.
+    #[serde(default)]
+    pub enable_watchlist_events: bool,
+    /// When set, a connection must sign in (or subscribe to a private or presence channel)
+    /// within this many seconds, or it is closed with 4009.
+    #[serde(default)]
+    pub signin_timeout: Option<u64>,
     /// Overrides of the global limits.
     #[serde(default)]
     pub limits: LimitsOverride,
@@ -247,6 +269,9 @@ impl std::fmt::Debug for AppConfig {
             .field("enabled", &self.enabled)
             .field("enable_client_messages", &self.enable_client_messages)
             .field("max_connections", &self.max_connections)
+            .field("enable_subscription_count", &self.enable_subscription_count)
+            .field("enable_watchlist_events", &self.enable_watchlist_events)
+            .field("signin_timeout", &self.signin_timeout)
             .field("limits", &self.limits)
             .finish()
     }

@@ -74,7 +74,7 @@ where
     let reason = run(&mut ws, &state, &mut session, &outbox, rx).await;
     // Leave every channel before the (possibly slow) closing handshake, so counts and presence
     // are right at once.
-    session.unsubscribe_all().await;
+    session.close().await;
     match reason {
         Some(r) => {
             tracing::debug!(app = %app.id, socket_id = %id, code = r.0, "closing connection");
@@ -126,11 +126,18 @@ where
     let mut pinged = false;
     let timer = tokio::time::sleep_until(last_seen + activity);
     tokio::pin!(timer);
+    // Authorized connections: sign in (or subscribe privately) before this deadline.
+    let signin_deadline = session.signin_timeout().map(|d| last_seen + d);
+    let signin_timer = tokio::time::sleep_until(signin_deadline.unwrap_or(last_seen));
+    tokio::pin!(signin_timer);
     let reason = |r: CloseReason| Some((r.code(), r.message()));
     loop {
         tokio::select! {
             biased;
             r = must_close(outbox, &mut shutdown) => return r,
+            () = &mut signin_timer, if signin_deadline.is_some() && !session.is_authorized() => {
+                return reason(CloseReason::NotAuthorizedInTime);
+            }
             msg = ws.next() => {
                 let msg = match msg {
                     None => return None,
@@ -193,19 +200,20 @@ where
     }
 }
 
-/// Resolves when the connection must close for a reason outside it: eviction or shutdown.
+/// Resolves when the connection must close for a reason outside it: eviction, termination
+/// or shutdown.
 async fn must_close(
     outbox: &Outbox,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Option<(u16, &'static str)> {
     let r = tokio::select! {
         biased;
-        _ = outbox.evicted() => {
-            tracing::warn!(socket_id = %outbox.id, "slow consumer evicted");
-            CloseReason::SlowConsumer
-        }
+        r = outbox.closed() => r,
         _ = crate::state::shutdown_started(shutdown) => CloseReason::ShuttingDown,
     };
+    if r == CloseReason::SlowConsumer {
+        tracing::warn!(socket_id = %outbox.id, "slow consumer evicted");
+    }
     Some((r.code(), r.message()))
 }
 

@@ -8,22 +8,24 @@ use std::sync::Arc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 
-use crate::adapter::Join;
+use crate::adapter::{Join, SignIn};
 use crate::app::App;
 use crate::auth;
 use crate::broadcast::Broadcast;
 use crate::hub::JoinRefused;
 use crate::outbox::Outbox;
-use crate::protocol::channel::{self, ChannelKind};
-use crate::protocol::presence::{self, Member, PresenceLimits};
+use crate::protocol::channel::{self, ChannelKind, SERVER_TO_USER_PREFIX};
+use crate::protocol::presence::{self, Member, PresenceLimits, UserData};
 use crate::protocol::{outbound, Inbound, ProtocolError, SocketId};
 use crate::state::State;
 
-/// A user the connection signed in as.
-#[derive(Debug, Clone)]
-struct User {
-    id: String,
-    info: Option<Value>,
+/// One subscription of this connection.
+#[derive(Debug)]
+struct Subscription {
+    /// The presence user id used there (presence channels only).
+    user_id: Option<String>,
+    /// Joined implicitly at sign-in (`#server-to-user-`), not yet confirmed to the client.
+    implicit: bool,
 }
 
 /// Per-connection protocol state.
@@ -33,9 +35,10 @@ pub struct Session {
     outbox: Arc<Outbox>,
     /// `socket_id` as text, for signatures.
     socket_id: String,
-    /// Subscribed channels → the presence user id used there (presence channels only).
-    subscriptions: HashMap<String, Option<String>>,
-    user: Option<User>,
+    subscriptions: HashMap<String, Subscription>,
+    user: Option<UserData>,
+    /// Signed in, or subscribed to a private/presence channel (authorized connections).
+    authorized: bool,
     /// Client-event rate limiter, created on the first client event.
     limiter: Option<DefaultDirectRateLimiter>,
 }
@@ -50,6 +53,7 @@ impl Session {
             outbox,
             subscriptions: HashMap::new(),
             user: None,
+            authorized: false,
             limiter: None,
         }
     }
@@ -60,6 +64,16 @@ impl Session {
 
     fn reply(&self, frame: String) {
         self.outbox.push(frame.into());
+    }
+
+    /// How long the app gives a connection to sign in, if it requires it.
+    pub fn signin_timeout(&self) -> Option<std::time::Duration> {
+        self.app.signin_timeout
+    }
+
+    /// Whether the connection has signed in or subscribed to a private or presence channel.
+    pub fn is_authorized(&self) -> bool {
+        self.authorized
     }
 
     /// Handles one text frame; protocol errors are answered with `pusher:error`.
@@ -76,10 +90,14 @@ impl Session {
             Err(e) => (Err(e), None),
         };
         if let Err(e) = result {
-            tracing::debug!(app = %self.app.id, socket_id = %self.socket_id, error = %e.message(), "message rejected");
-            let channel = e.channel().or(channel.as_deref().filter(|c| !c.is_empty()));
-            self.reply(outbound::error(e.code(), &e.message(), channel));
+            self.reject(&e, channel.as_deref());
         }
+    }
+
+    fn reject(&self, e: &ProtocolError, channel: Option<&str>) {
+        tracing::debug!(app = %self.app.id, socket_id = %self.socket_id, error = %e.message(), "message rejected");
+        let channel = e.channel().or(channel.filter(|c| !c.is_empty()));
+        self.reply(outbound::error(e.code(), &e.message(), channel));
     }
 
     async fn handle(&mut self, msg: Inbound) -> Result<(), ProtocolError> {
@@ -98,7 +116,7 @@ impl Session {
                 self.unsubscribe(&channel).await;
                 Ok(())
             }
-            Inbound::Signin { auth, user_data } => self.signin(&auth, user_data),
+            Inbound::Signin { auth, user_data } => self.signin(&auth, user_data).await,
             Inbound::ClientEvent {
                 event,
                 channel,
@@ -116,8 +134,14 @@ impl Session {
         let limits = self.app.limits;
         let ty = channel::validate(&name, limits.max_channel_name_len)
             .map_err(|e| ProtocolError::InvalidChannel(name.clone(), e))?;
-        if self.subscriptions.contains_key(&name) {
-            return Err(ProtocolError::ExistingSubscription(name));
+        if let Some(sub) = self.subscriptions.get_mut(&name) {
+            if !sub.implicit {
+                return Err(ProtocolError::ExistingSubscription(name));
+            }
+            // The user channel joined at sign-in: confirm it now.
+            sub.implicit = false;
+            self.reply(outbound::subscription_succeeded(&name, "{}"));
+            return Ok(());
         }
         let max = limits.max_channels_per_connection;
         if max > 0 && self.subscriptions.len() >= max {
@@ -135,13 +159,8 @@ impl Session {
                 let auth = auth.ok_or_else(|| ProtocolError::AuthRequired(name.clone()))?;
                 Some(self.presence_member(&name, &auth, channel_data.as_deref())?)
             }
-            ChannelKind::ServerToUser => {
-                let own = self.user.as_ref().map(|u| u.id.as_str());
-                if own.is_none() || own != channel::server_to_user_id(&name) {
-                    return Err(ProtocolError::ServerToUserDenied(name));
-                }
-                None
-            }
+            // The user's own channel is joined at sign-in (handled above); anything else is not theirs.
+            ChannelKind::ServerToUser => return Err(ProtocolError::ServerToUserDenied(name)),
         };
         let join = Join {
             app: &self.app.id,
@@ -149,6 +168,7 @@ impl Session {
             conn: &self.outbox,
             member: member.as_ref(),
             max_members: limits.max_presence_members,
+            announce: true,
         };
         let joined = self
             .state
@@ -165,8 +185,26 @@ impl Session {
                 presence::member_added_data(m),
             );
         }
-        self.subscriptions.insert(name, member.map(|m| m.user_id));
+        self.authorized |= ty.needs_auth();
+        self.announce_count(&name);
+        let user_id = member.map(|m| m.user_id);
+        self.subscriptions.insert(
+            name,
+            Subscription {
+                user_id,
+                implicit: false,
+            },
+        );
         Ok(())
+    }
+
+    fn announce_count(&self, name: &str) {
+        let kind = channel::classify(name).kind;
+        if self.app.subscription_count
+            && !matches!(kind, ChannelKind::Presence | ChannelKind::ServerToUser)
+        {
+            self.state.adapter.announce_count(&self.app.id, name);
+        }
     }
 
     fn presence_member(
@@ -202,15 +240,26 @@ impl Session {
         auth::verify_auth(&self.app.key, self.app.secret(), auth, signed)
     }
 
-    /// Unsubscribes from one channel (no reply; unknown channels are ignored).
+    /// Unsubscribes from one channel (no reply; unknown channels are ignored). The user's own
+    /// `#server-to-user-` channel stays joined while signed in.
     pub async fn unsubscribe(&mut self, name: &str) {
-        let Some(user_id) = self.subscriptions.remove(name) else {
+        if let Some(sub) = self.subscriptions.get_mut(name) {
+            if name.starts_with(SERVER_TO_USER_PREFIX) && self.user.is_some() {
+                sub.implicit = true;
+                return;
+            }
+        }
+        self.leave(name).await;
+    }
+
+    async fn leave(&mut self, name: &str) {
+        let Some(sub) = self.subscriptions.remove(name) else {
             return;
         };
         let left = self
             .state
             .adapter
-            .unsubscribe(&self.app.id, name, self.id(), user_id.as_deref())
+            .unsubscribe(&self.app.id, name, self.id(), sub.user_id.as_deref())
             .await;
         if let Some(uid) = left.member_removed {
             self.broadcast_internal(
@@ -219,13 +268,27 @@ impl Session {
                 presence::member_removed_data(&uid),
             );
         }
+        if left.was_subscribed && !left.vacated {
+            self.announce_count(name);
+        }
     }
 
-    /// Unsubscribes from everything (the connection is closing).
-    pub async fn unsubscribe_all(&mut self) {
+    /// Leaves everything and signs out (the connection is closing).
+    pub async fn close(&mut self) {
         let names: Vec<String> = self.subscriptions.keys().cloned().collect();
         for name in names {
-            self.unsubscribe(&name).await;
+            self.leave(&name).await;
+        }
+        if let Some(user) = self.user.take() {
+            let watchlist = if self.app.watchlist_events {
+                user.watchlist.as_slice()
+            } else {
+                &[]
+            };
+            self.state
+                .adapter
+                .sign_out(&self.app.id, &user.id, self.id(), watchlist)
+                .await;
         }
     }
 
@@ -237,42 +300,71 @@ impl Session {
             data,
             except: Some(self.id()),
             user_id: None,
+            cache_ttl: None,
         });
     }
 
-    fn signin(&mut self, auth: &str, user_data: String) -> Result<(), ProtocolError> {
-        self.verify(auth, &auth::signin_string(&self.socket_id, &user_data))?;
-        let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(&user_data) else {
-            return Err(ProtocolError::InvalidUserData(
-                "user_data must be a JSON object".into(),
-            ));
-        };
-        let id = match obj.remove("id") {
-            Some(Value::String(s)) if !s.is_empty() => s,
-            _ => {
-                return Err(ProtocolError::InvalidUserData(
-                    "user_data.id must be a non-empty string".into(),
-                ))
-            }
-        };
-        if id.chars().count() > self.app.limits.max_presence_user_id_len {
-            return Err(ProtocolError::InvalidUserData(
-                "user_data.id is too long".into(),
-            ));
-        }
+    async fn signin(&mut self, auth: &str, raw: String) -> Result<(), ProtocolError> {
+        self.verify(auth, &auth::signin_string(&self.socket_id, &raw))?;
+        let limits = &self.app.limits;
+        let user = presence::parse_user_data(
+            &raw,
+            limits.max_presence_user_id_len,
+            limits.max_watchlist_size,
+        )
+        .map_err(ProtocolError::InvalidUserData)?;
         if let Some(current) = &self.user {
-            if current.id != id {
+            if current.id != user.id {
                 return Err(ProtocolError::InvalidUserData(format!(
                     "connection is already signed in as a different user ({})",
                     current.id
                 )));
             }
+            self.reply(outbound::signin_success(&raw));
+            return Ok(());
         }
-        self.user = Some(User {
-            id,
-            info: obj.remove("user_info"),
-        });
-        self.reply(outbound::signin_success(&user_data));
+        self.authorized = true;
+        self.reply(outbound::signin_success(&raw));
+        // Join the user's own channel now, so `sendToUser` reaches every signed-in socket
+        // whether or not the client library subscribes to it explicitly.
+        let own = format!("{SERVER_TO_USER_PREFIX}{}", user.id);
+        let join = Join {
+            app: &self.app.id,
+            channel: &own,
+            conn: &self.outbox,
+            member: None,
+            max_members: 0,
+            announce: false,
+        };
+        if self.state.adapter.subscribe(join).await.is_ok() {
+            self.subscriptions.insert(
+                own,
+                Subscription {
+                    user_id: None,
+                    implicit: true,
+                },
+            );
+        }
+        let watchlist_events = self.app.watchlist_events;
+        let sign_in = SignIn {
+            app: &self.app.id,
+            user: &user.id,
+            conn: &self.outbox,
+            watchlist: if watchlist_events {
+                &user.watchlist
+            } else {
+                &[]
+            },
+            watchlist_events,
+        };
+        self.state.adapter.sign_in(sign_in).await;
+        if watchlist_events && user.watchlist_truncated {
+            self.reject(
+                &ProtocolError::WatchlistTruncated(limits.max_watchlist_size),
+                None,
+            );
+        }
+        self.user = Some(user);
         Ok(())
     }
 
@@ -288,7 +380,7 @@ impl Session {
         if !channel::classify(&channel).allows_client_events() {
             return Err(ProtocolError::ClientEventNotAllowed(channel));
         }
-        let Some(user_id) = self.subscriptions.get(&channel) else {
+        let Some(sub) = self.subscriptions.get(&channel) else {
             return Err(ProtocolError::NotSubscribed(channel));
         };
         let limits = &self.app.limits;
@@ -302,7 +394,7 @@ impl Session {
         if data.len() > limits.max_event_data_bytes {
             return Err(ProtocolError::ClientEventTooLarge("data is too large"));
         }
-        let user_id = user_id.clone();
+        let user_id = sub.user_id.clone();
         let per_second = limits.client_events_per_second;
         let limiter = self.limiter.get_or_insert_with(|| {
             let n = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
@@ -318,6 +410,7 @@ impl Session {
             data,
             except: Some(self.id()),
             user_id,
+            cache_ttl: None,
         });
         Ok(())
     }

@@ -23,6 +23,10 @@ pub struct Channel {
     /// Presence members by user id, in join order of their first socket.
     members: HashMap<String, PresenceEntry>,
     member_order: Vec<String>,
+    /// When the last `subscription_count` went out (for throttling).
+    pub(super) count_sent_at: Option<tokio::time::Instant>,
+    /// A throttled `subscription_count` is scheduled.
+    pub(super) count_pending: bool,
 }
 
 /// What a subscription changed.
@@ -32,6 +36,8 @@ pub struct Joined {
     pub occupied: bool,
     /// This was the user's first socket in the presence channel.
     pub member_added: bool,
+    /// A cache channel with nothing cached was subscribed to (`pusher:cache_miss` sent).
+    pub cache_miss: bool,
 }
 
 /// What an unsubscription changed.
@@ -92,7 +98,7 @@ impl Channel {
     ) -> Result<Joined, JoinRefused> {
         let mut joined = Joined {
             occupied: self.subscribers.is_empty(),
-            member_added: false,
+            ..Joined::default()
         };
         if let Some(m) = member {
             match self.members.get_mut(&m.user_id) {
@@ -175,21 +181,24 @@ mod tests {
             ch.join(a1.clone(), Some(&member("a")), 100),
             Ok(Joined {
                 occupied: true,
-                member_added: true
+                member_added: true,
+                cache_miss: false
             })
         );
         assert_eq!(
             ch.join(a2.clone(), Some(&member("a")), 100),
             Ok(Joined {
                 occupied: false,
-                member_added: false
+                member_added: false,
+                cache_miss: false
             })
         );
         assert_eq!(
             ch.join(b.clone(), Some(&member("b")), 100),
             Ok(Joined {
                 occupied: false,
-                member_added: true
+                member_added: true,
+                cache_miss: false
             })
         );
         assert_eq!((ch.subscription_count(), ch.user_count()), (3, 2));

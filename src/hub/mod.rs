@@ -1,19 +1,28 @@
 //! This node's channels → subscribers, presence members and connection counts, per app.
 //! State sits behind short sharded locks that are never held across an `.await`.
 
+pub mod cache;
 pub mod channel;
+pub mod users;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::broadcast::Broadcast;
 use crate::limit::CappedCounter;
 use crate::outbox::Outbox;
+use crate::protocol::channel::classify;
 use crate::protocol::presence::Member;
 use crate::protocol::{outbound, SocketId};
+use cache::Cache;
 pub use channel::{Channel, JoinRefused, Joined, Left};
+use users::Users;
 
 const SHARDS: usize = 32;
 
@@ -55,33 +64,86 @@ impl Hub {
             .or_insert_with(|| Arc::new(AppHub::new()))
             .clone()
     }
+
+    /// Drops expired cache entries of every app.
+    pub fn sweep(&self) {
+        let apps: Vec<Arc<AppHub>> = self
+            .apps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for app in apps {
+            app.sweep();
+        }
+    }
 }
 
-/// One app's channels and connection count on this node.
+/// One shard of an app's channels, with the cache entries of the same channels, so that
+/// subscribing, replaying and delivering a channel's events happen under one lock.
+#[derive(Debug, Default)]
+struct Shard {
+    channels: HashMap<String, Channel>,
+    cache: Cache,
+}
+
+/// A subscription as the hub takes it.
+#[derive(Debug)]
+pub struct JoinRequest<'a> {
+    /// Channel name.
+    pub channel: &'a str,
+    /// The subscriber.
+    pub conn: &'a Arc<Outbox>,
+    /// Presence member, on presence channels.
+    pub member: Option<&'a Member>,
+    /// Presence member cap.
+    pub max_members: usize,
+    /// Queue `subscription_succeeded` (and a cache replay); false for implicit joins.
+    pub announce: bool,
+}
+
+/// Whether a `subscription_count` update went out, or when to try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountUpdate {
+    /// Sent (or nothing to send).
+    Done,
+    /// Throttled: call again after this delay.
+    Later(Duration),
+}
+
+/// Subscription counts of channels with more than this many subscribers are throttled.
+const COUNT_THROTTLE_ABOVE: usize = 100;
+/// At most one throttled `subscription_count` per this interval.
+const COUNT_THROTTLE: Duration = Duration::from_secs(5);
+
+/// One app's channels, cache, users and connection count on this node.
 #[derive(Debug)]
 pub struct AppHub {
-    shards: Box<[Mutex<HashMap<String, Channel>>]>,
+    shards: Box<[Mutex<Shard>]>,
+    users: Mutex<Users>,
     connections: CappedCounter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a shard lock cannot leave a channel half-updated in a way that
-    // matters more than losing the node, so recover the data rather than poisoning every caller.
+    // A panic while holding a lock cannot leave a channel half-updated in a way that matters
+    // more than losing the node, so recover the data rather than poisoning every caller.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl AppHub {
     fn new() -> AppHub {
         AppHub {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            users: Mutex::new(Users::default()),
             connections: CappedCounter::default(),
         }
     }
 
-    fn shard(&self, channel: &str) -> &Mutex<HashMap<String, Channel>> {
+    fn shard(&self, channel: &str) -> MutexGuard<'_, Shard> {
         let mut h = DefaultHasher::new();
         channel.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        lock(&self.shards[(h.finish() as usize) % SHARDS])
     }
 
     /// Counts a new connection unless that would exceed `max`.
@@ -99,53 +161,69 @@ impl AppHub {
         self.connections.get()
     }
 
-    /// Subscribes `conn` and queues its `subscription_succeeded` while still holding the channel,
-    /// so no channel event can overtake it.
-    pub fn subscribe(
-        &self,
-        channel: &str,
-        conn: &Arc<Outbox>,
-        member: Option<&Member>,
-        max_members: usize,
-    ) -> Result<Joined, JoinRefused> {
-        let mut shard = lock(self.shard(channel));
-        let ch = shard.entry(channel.to_string()).or_default();
-        let joined = ch.join(conn.clone(), member, max_members);
-        match &joined {
-            Ok(_) => {
-                let data = if member.is_some() {
-                    ch.presence_data()
-                } else {
-                    "{}".to_string()
-                };
-                conn.push(outbound::subscription_succeeded(channel, &data).into());
+    /// Subscribes a socket. When announcing, its `subscription_succeeded` (then, on cache
+    /// channels, the cached event or `pusher:cache_miss`) is queued while the channel is still
+    /// locked, so no channel event can overtake it.
+    pub fn subscribe(&self, j: JoinRequest<'_>) -> Result<Joined, JoinRefused> {
+        let mut shard = self.shard(j.channel);
+        let Shard { channels, cache } = &mut *shard;
+        let ch = channels.entry(j.channel.to_string()).or_default();
+        let mut joined = match ch.join(j.conn.clone(), j.member, j.max_members) {
+            Ok(joined) => joined,
+            Err(e) => {
+                if ch.is_empty() {
+                    channels.remove(j.channel);
+                }
+                return Err(e);
             }
-            Err(_) if ch.is_empty() => {
-                shard.remove(channel);
+        };
+        if j.announce {
+            let data = if j.member.is_some() {
+                ch.presence_data()
+            } else {
+                "{}".to_string()
+            };
+            j.conn
+                .push(outbound::subscription_succeeded(j.channel, &data).into());
+            if classify(j.channel).cache {
+                match cache.get(j.channel, Instant::now()) {
+                    Some(c) => j
+                        .conn
+                        .push(outbound::channel_event(&c.event, j.channel, &c.data, None).into()),
+                    None => {
+                        j.conn.push(outbound::cache_miss(j.channel).into());
+                        joined.cache_miss = true;
+                    }
+                }
             }
-            Err(_) => {}
         }
-        joined
+        Ok(joined)
     }
 
     /// Unsubscribes a socket; drops the channel when it becomes empty.
     pub fn unsubscribe(&self, channel: &str, id: SocketId, user_id: Option<&str>) -> Left {
-        let mut shard = lock(self.shard(channel));
-        let Some(ch) = shard.get_mut(channel) else {
+        let mut shard = self.shard(channel);
+        let Some(ch) = shard.channels.get_mut(channel) else {
             return Left::default();
         };
         let left = ch.leave(id, user_id);
         if ch.is_empty() {
-            shard.remove(channel);
+            shard.channels.remove(channel);
         }
         left
     }
 
-    /// Delivers a broadcast to this node's subscribers. The frame is built once, and the channel
-    /// stays locked during fan-out so every subscriber sees the same order.
+    /// Delivers a broadcast to this node's subscribers (and stores it for cache channels).
+    /// The frame is built once, and the channel stays locked during fan-out so every
+    /// subscriber sees the same order.
     pub fn deliver(&self, b: &Broadcast) {
-        let shard = lock(self.shard(&b.channel));
-        let Some(ch) = shard.get(&b.channel) else {
+        let mut shard = self.shard(&b.channel);
+        if let Some(ttl) = b.cache_ttl {
+            shard
+                .cache
+                .put(&b.channel, &b.event, &b.data, ttl, Instant::now());
+        }
+        let Some(ch) = shard.channels.get(&b.channel) else {
             return;
         };
         let frame = b.to_frame();
@@ -156,10 +234,42 @@ impl AppHub {
         }
     }
 
+    /// Sends the channel's current subscriber count to all its subscribers, at most once per
+    /// [`COUNT_THROTTLE`] for channels above [`COUNT_THROTTLE_ABOVE`] subscribers.
+    pub fn announce_count(&self, channel: &str) -> CountUpdate {
+        let mut shard = self.shard(channel);
+        let Some(ch) = shard.channels.get_mut(channel) else {
+            return CountUpdate::Done;
+        };
+        let count = ch.subscription_count();
+        let now = Instant::now();
+        if count > COUNT_THROTTLE_ABOVE {
+            if let Some(wait) = ch
+                .count_sent_at
+                .map(|t| COUNT_THROTTLE.saturating_sub(now - t))
+                .filter(|w| !w.is_zero())
+            {
+                if ch.count_pending {
+                    return CountUpdate::Done;
+                }
+                ch.count_pending = true;
+                return CountUpdate::Later(wait);
+            }
+        }
+        ch.count_sent_at = Some(now);
+        ch.count_pending = false;
+        let frame: Utf8Bytes = outbound::subscription_count(channel, count).into();
+        for sub in ch.subscribers() {
+            sub.push(frame.clone());
+        }
+        CountUpdate::Done
+    }
+
     /// Counts for one channel (zeros when nobody is subscribed).
     pub fn channel_stats(&self, channel: &str) -> ChannelStats {
-        let shard = lock(self.shard(channel));
+        let shard = self.shard(channel);
         shard
+            .channels
             .get(channel)
             .map(|c| ChannelStats {
                 subscription_count: c.subscription_count(),
@@ -173,7 +283,7 @@ impl AppHub {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let shard = lock(shard);
-            for (name, c) in shard.iter() {
+            for (name, c) in shard.channels.iter() {
                 if name.starts_with(prefix) && !c.is_empty() {
                     let stats = ChannelStats {
                         subscription_count: c.subscription_count(),
@@ -188,11 +298,35 @@ impl AppHub {
 
     /// Presence user ids of a channel, in join order.
     pub fn user_ids(&self, channel: &str) -> Vec<String> {
-        let shard = lock(self.shard(channel));
+        let shard = self.shard(channel);
         shard
+            .channels
             .get(channel)
             .map(|c| c.user_ids().map(str::to_string).collect())
             .unwrap_or_default()
+    }
+
+    /// The cached event's data and remaining seconds, if any.
+    pub fn cached(&self, channel: &str) -> Option<(String, u64)> {
+        let mut shard = self.shard(channel);
+        let now = Instant::now();
+        shard
+            .cache
+            .get(channel, now)
+            .map(|c| (c.data.clone(), c.ttl_secs(now)))
+    }
+
+    /// Drops expired cache entries.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            lock(shard).cache.sweep(now);
+        }
+    }
+
+    /// The signed-in users registry (short critical sections only).
+    pub fn users(&self) -> MutexGuard<'_, Users> {
+        lock(&self.users)
     }
 }
 
@@ -210,14 +344,88 @@ mod tests {
         (Arc::new(o), rx)
     }
 
+    fn join<'a>(channel: &'a str, conn: &'a Arc<Outbox>) -> JoinRequest<'a> {
+        JoinRequest {
+            channel,
+            conn,
+            member: None,
+            max_members: 100,
+            announce: true,
+        }
+    }
+
+    #[test]
+    fn cache_channels_replay_or_miss() {
+        let hub = Hub::default();
+        let app = hub.app("1");
+        let (a, mut ra) = conn(1);
+        assert!(app.subscribe(join("cache-x", &a)).unwrap().cache_miss);
+        ra.try_recv().unwrap();
+        assert_eq!(
+            ra.try_recv().unwrap().as_str(),
+            r#"{"event":"pusher:cache_miss","channel":"cache-x"}"#
+        );
+        let b = Broadcast {
+            app: "1".into(),
+            channel: "cache-x".into(),
+            event: "e".into(),
+            data: "d".into(),
+            except: None,
+            user_id: None,
+            cache_ttl: Some(Duration::from_secs(60)),
+        };
+        app.deliver(&b);
+        assert_eq!(
+            ra.try_recv().unwrap().as_str(),
+            r#"{"event":"e","channel":"cache-x","data":"d"}"#
+        );
+        let (c, mut rc) = conn(2);
+        assert!(!app.subscribe(join("cache-x", &c)).unwrap().cache_miss);
+        rc.try_recv().unwrap();
+        assert_eq!(
+            rc.try_recv().unwrap().as_str(),
+            r#"{"event":"e","channel":"cache-x","data":"d"}"#
+        );
+        assert_eq!(
+            app.cached("cache-x").map(|(d, ttl)| (d, ttl <= 60)),
+            Some(("d".to_string(), true))
+        );
+    }
+
+    #[test]
+    fn subscription_count_throttles_large_channels() {
+        let hub = Hub::default();
+        let app = hub.app("1");
+        let mut rxs = Vec::new();
+        for i in 0..101 {
+            let (c, rx) = conn(i);
+            app.subscribe(join("big", &c)).unwrap();
+            rxs.push((c, rx));
+        }
+        assert_eq!(app.announce_count("big"), CountUpdate::Done);
+        assert!(matches!(app.announce_count("big"), CountUpdate::Later(d) if d <= COUNT_THROTTLE));
+        assert_eq!(
+            app.announce_count("big"),
+            CountUpdate::Done,
+            "one pending retry at a time"
+        );
+        let (_, rx) = &mut rxs[0];
+        rx.try_recv().unwrap();
+        assert_eq!(
+            rx.try_recv().unwrap().as_str(),
+            r#"{"event":"pusher_internal:subscription_count","channel":"big","data":"{\"subscription_count\":101}"}"#
+        );
+        assert!(rx.try_recv().is_err());
+    }
+
     #[test]
     fn deliver_once_per_subscriber_except_sender() {
         let hub = Hub::default();
         let app = hub.app("1");
         let (a, mut ra) = conn(1);
         let (b, mut rb) = conn(2);
-        app.subscribe("c", &a, None, 100).unwrap();
-        app.subscribe("c", &b, None, 100).unwrap();
+        app.subscribe(join("c", &a)).unwrap();
+        app.subscribe(join("c", &b)).unwrap();
         assert_eq!(
             ra.try_recv().unwrap().as_str(),
             r#"{"event":"pusher_internal:subscription_succeeded","channel":"c","data":"{}"}"#
@@ -230,6 +438,7 @@ mod tests {
             data: "d".into(),
             except: Some(a.id),
             user_id: None,
+            cache_ttl: None,
         };
         app.deliver(&b1);
         assert!(ra.try_recv().is_err());

@@ -16,7 +16,9 @@ pub enum CloseReason {
     /// 4008: `protocol` is missing.
     NoProtocol,
     /// 4009: the user's connections were terminated through the REST API.
-    Unauthorized,
+    Terminated,
+    /// 4009: the app requires sign-in (or a private subscription) and none came in time.
+    NotAuthorizedInTime,
     /// 4100: the node is over capacity.
     OverCapacity,
     /// 4200: the server is shutting down; reconnect immediately (to another node).
@@ -37,7 +39,7 @@ impl CloseReason {
             CloseReason::PathNotFound => 4005,
             CloseReason::UnsupportedProtocol => 4007,
             CloseReason::NoProtocol => 4008,
-            CloseReason::Unauthorized => 4009,
+            CloseReason::Terminated | CloseReason::NotAuthorizedInTime => 4009,
             CloseReason::OverCapacity => 4100,
             CloseReason::ShuttingDown | CloseReason::SlowConsumer => 4200,
             CloseReason::PongTimeout => 4201,
@@ -53,7 +55,8 @@ impl CloseReason {
             CloseReason::PathNotFound => "Path not found",
             CloseReason::UnsupportedProtocol => "Unsupported protocol version",
             CloseReason::NoProtocol => "No protocol version supplied",
-            CloseReason::Unauthorized => "Connection is unauthorized",
+            CloseReason::Terminated => "Connection is unauthorized: terminated by the application",
+            CloseReason::NotAuthorizedInTime => "Connection not authorized within timeout",
             CloseReason::OverCapacity => "Over capacity",
             CloseReason::ShuttingDown => "Server is shutting down, reconnect immediately",
             CloseReason::SlowConsumer => "Connection could not keep up, reconnect immediately",
@@ -66,6 +69,8 @@ impl CloseReason {
 pub const MESSAGE_TOO_BIG: u16 = 1009;
 /// `pusher:error` code for a client event dropped by the rate limit (never a close code).
 pub const CLIENT_EVENT_RATE_LIMIT: u16 = 4301;
+/// `pusher:error` code for a watchlist above the limit (never a close code).
+pub const WATCHLIST_LIMIT: u16 = 4302;
 
 /// Lowest and highest accepted `protocol` query value.
 pub const PROTOCOL_MIN: u32 = 4;

@@ -2,7 +2,7 @@
 //! This is the one place that maps them to Pusher codes and messages.
 
 use super::channel::NameError;
-use super::codes::CLIENT_EVENT_RATE_LIMIT;
+use super::codes::{CLIENT_EVENT_RATE_LIMIT, WATCHLIST_LIMIT};
 
 /// Why a client's message was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,8 @@ pub enum ProtocolError {
     ClientEventTooLarge(&'static str),
     /// Client event rate limit exceeded.
     RateLimited,
+    /// A watchlist above the limit was truncated (sent after `signin_success`).
+    WatchlistTruncated(usize),
     /// The connection has subscribed to as many channels as allowed.
     TooManyChannels(usize),
 }
@@ -55,6 +57,7 @@ impl ProtocolError {
     pub fn code(&self) -> Option<u16> {
         match self {
             ProtocolError::RateLimited => Some(CLIENT_EVENT_RATE_LIMIT),
+            ProtocolError::WatchlistTruncated(_) => Some(WATCHLIST_LIMIT),
             _ => None,
         }
     }
@@ -93,6 +96,9 @@ impl ProtocolError {
             }
             ProtocolError::ClientEventTooLarge(what) => format!("Client event rejected: {what}"),
             ProtocolError::RateLimited => "Client event rejected due to rate limit".to_string(),
+            ProtocolError::WatchlistTruncated(n) => {
+                format!("Watchlist limit exceeded; only the first {n} user ids accepted")
+            }
             ProtocolError::TooManyChannels(n) => {
                 format!("Subscription limit reached: at most {n} channels per connection")
             }

@@ -145,3 +145,52 @@ mod tests {
         );
     }
 }
+
+/// `pusher_internal:watchlist_events` with `online` / `offline` elements (empty ones omitted).
+pub fn watchlist_events(online: &[&str], offline: &[&str]) -> String {
+    #[derive(Serialize)]
+    struct Element<'a> {
+        name: &'static str,
+        user_ids: &'a [&'a str],
+    }
+    #[derive(Serialize)]
+    struct Events<'a> {
+        events: Vec<Element<'a>>,
+    }
+    let mut events = Vec::new();
+    if !online.is_empty() {
+        events.push(Element {
+            name: "online",
+            user_ids: online,
+        });
+    }
+    if !offline.is_empty() {
+        events.push(Element {
+            name: "offline",
+            user_ids: offline,
+        });
+    }
+    let data = to_text(&Events { events });
+    to_text(&Frame {
+        event: "pusher_internal:watchlist_events",
+        channel: None,
+        data: Some(&data),
+        user_id: None,
+    })
+}
+
+/// `pusher:cache_miss` for a cache channel with nothing cached.
+pub fn cache_miss(channel: &str) -> String {
+    to_text(&Frame {
+        event: "pusher:cache_miss",
+        channel: Some(channel),
+        data: None,
+        user_id: None,
+    })
+}
+
+/// `pusher_internal:subscription_count`.
+pub fn subscription_count(channel: &str, count: usize) -> String {
+    let data = format!("{{\"subscription_count\":{count}}}");
+    channel_event("pusher_internal:subscription_count", channel, &data, None)
+}

@@ -142,3 +142,102 @@ mod tests {
         assert_eq!(member_removed_data("11"), r#"{"user_id":"11"}"#);
     }
 }
+
+/// A signed-in user as declared in `pusher:signin` `user_data`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserData {
+    /// `id`: non-empty string in the channel-name charset.
+    pub id: String,
+    /// `user_info`, shared with presence channels joined without `channel_data`.
+    pub info: Option<Value>,
+    /// `watchlist`, truncated to the limit.
+    pub watchlist: Vec<String>,
+    /// Whether the watchlist was longer than the limit.
+    pub watchlist_truncated: bool,
+}
+
+/// Parses sign-in `user_data` (PROTOCOL.md §2.10).
+pub fn parse_user_data(
+    raw: &str,
+    max_id_len: usize,
+    max_watchlist: usize,
+) -> Result<UserData, String> {
+    let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(raw) else {
+        return Err("user_data must be a JSON object".into());
+    };
+    let id = match obj.remove("id") {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        _ => return Err("user_data.id must be a non-empty string".into()),
+    };
+    if id.chars().count() > max_id_len {
+        return Err(format!(
+            "user_data.id is longer than {max_id_len} characters"
+        ));
+    }
+    if !id.bytes().all(super::channel::is_name_char) {
+        return Err(
+            "user_data.id may only contain A-Z, a-z, 0-9, '_', '-', '=', '@', ',', '.', ';'".into(),
+        );
+    }
+    let mut watchlist = match obj.remove("watchlist") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) if !s.is_empty() => Ok(s),
+                _ => Err("user_data.watchlist must be an array of user id strings".to_string()),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err("user_data.watchlist must be an array of user id strings".into()),
+    };
+    let watchlist_truncated = watchlist.len() > max_watchlist;
+    watchlist.truncate(max_watchlist);
+    Ok(UserData {
+        id,
+        info: obj.remove("user_info"),
+        watchlist,
+        watchlist_truncated,
+    })
+}
+
+#[cfg(test)]
+mod user_data_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn user_data() {
+        let u = parse_user_data(
+            r#"{"id":"12345","user_info":{"name":"Ann"},"watchlist":["1","2"]}"#,
+            128,
+            100,
+        )
+        .unwrap();
+        assert_eq!(u.id, "12345");
+        assert_eq!(u.info, Some(json!({"name": "Ann"})));
+        assert_eq!(u.watchlist, ["1", "2"]);
+        assert!(!u.watchlist_truncated);
+        let ids: Vec<String> = (0..101).map(|i| format!("\"{i}\"")).collect();
+        let u = parse_user_data(
+            &format!(r#"{{"id":"a","watchlist":[{}]}}"#, ids.join(",")),
+            128,
+            100,
+        )
+        .unwrap();
+        assert_eq!(u.watchlist.len(), 100);
+        assert!(u.watchlist_truncated);
+        for bad in [
+            r#"{"id":1}"#,
+            r#"{"id":""}"#,
+            r#"{}"#,
+            "[]",
+            "x",
+            r#"{"id":"a b"}"#,
+            r#"{"id":"a","watchlist":"b"}"#,
+            r#"{"id":"a","watchlist":[1]}"#,
+        ] {
+            assert!(parse_user_data(bad, 128, 100).is_err(), "{bad}");
+        }
+        assert!(parse_user_data(&format!(r#"{{"id":"{}"}}"#, "u".repeat(129)), 128, 100).is_err());
+    }
+}

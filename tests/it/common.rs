@@ -29,6 +29,9 @@ pub fn app(id: &str, key: &str, secret: &str) -> AppConfig {
         enabled: true,
         enable_client_messages: true,
         max_connections: None,
+        enable_subscription_count: false,
+        enable_watchlist_events: false,
+        signin_timeout: None,
         limits: LimitsOverride::default(),
     }
 }
