@@ -19,7 +19,8 @@ use crate::auth::rest::{self, SignedRequest};
 use crate::state::State;
 pub use error::{json_response, ApiError};
 
-/// Handles a request whose path (prefix removed) starts with `/apps/`.
+/// Handles a request whose path (prefix removed) starts with `/apps/` (or `/users/`, the
+/// pusher-http-python terminate path).
 pub async fn handle(
     req: Request<Incoming>,
     path: &str,

@@ -104,7 +104,9 @@ async fn dispatch(
         (&Method::GET, "/" | "/health") => {
             json_response(StatusCode::OK, &serde_json::json!({"ok": true}))
         }
-        (_, p) if p.starts_with("/apps/") => api::handle(req, &path, state).await,
+        (_, p) if p.starts_with("/apps/") || p.starts_with("/users/") => {
+            api::handle(req, &path, state).await
+        }
         _ => json_response(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": "Not found"}),

@@ -102,50 +102,6 @@ pub fn signin_success(user_data: &str) -> String {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exact_frames() {
-        assert_eq!(
-            connection_established(
-                SocketId {
-                    node: 3418419052,
-                    seq: 2830135721
-                },
-                120
-            ),
-            r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"3418419052.2830135721\",\"activity_timeout\":120}"}"#
-        );
-        assert_eq!(
-            error(Some(4001), "Application does not exist", None),
-            r#"{"event":"pusher:error","data":{"code":4001,"message":"Application does not exist"}}"#
-        );
-        assert_eq!(
-            error(None, "x", Some("private-a")),
-            r#"{"event":"pusher:error","channel":"private-a","data":{"code":null,"message":"x"}}"#
-        );
-        assert_eq!(
-            subscription_succeeded("private-foobar", "{}"),
-            r#"{"event":"pusher_internal:subscription_succeeded","channel":"private-foobar","data":"{}"}"#
-        );
-        assert_eq!(
-            channel_event(
-                "client-typing",
-                "presence-chat",
-                r#"{"typing":true}"#,
-                Some("10")
-            ),
-            r#"{"event":"client-typing","channel":"presence-chat","data":"{\"typing\":true}","user_id":"10"}"#
-        );
-        assert_eq!(
-            signin_success(r#"{"id":"1"}"#),
-            r#"{"event":"pusher:signin_success","data":{"user_data":"{\"id\":\"1\"}"}}"#
-        );
-    }
-}
-
 /// `pusher_internal:watchlist_events` with `online` / `offline` elements (empty ones omitted).
 pub fn watchlist_events(online: &[&str], offline: &[&str]) -> String {
     #[derive(Serialize)]
@@ -193,4 +149,48 @@ pub fn cache_miss(channel: &str) -> String {
 pub fn subscription_count(channel: &str, count: usize) -> String {
     let data = format!("{{\"subscription_count\":{count}}}");
     channel_event("pusher_internal:subscription_count", channel, &data, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_frames() {
+        assert_eq!(
+            connection_established(
+                SocketId {
+                    node: 3418419052,
+                    seq: 2830135721
+                },
+                120
+            ),
+            r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"3418419052.2830135721\",\"activity_timeout\":120}"}"#
+        );
+        assert_eq!(
+            error(Some(4001), "Application does not exist", None),
+            r#"{"event":"pusher:error","data":{"code":4001,"message":"Application does not exist"}}"#
+        );
+        assert_eq!(
+            error(None, "x", Some("private-a")),
+            r#"{"event":"pusher:error","channel":"private-a","data":{"code":null,"message":"x"}}"#
+        );
+        assert_eq!(
+            subscription_succeeded("private-foobar", "{}"),
+            r#"{"event":"pusher_internal:subscription_succeeded","channel":"private-foobar","data":"{}"}"#
+        );
+        assert_eq!(
+            channel_event(
+                "client-typing",
+                "presence-chat",
+                r#"{"typing":true}"#,
+                Some("10")
+            ),
+            r#"{"event":"client-typing","channel":"presence-chat","data":"{\"typing\":true}","user_id":"10"}"#
+        );
+        assert_eq!(
+            signin_success(r#"{"id":"1"}"#),
+            r#"{"event":"pusher:signin_success","data":{"user_data":"{\"id\":\"1\"}"}}"#
+        );
+    }
 }

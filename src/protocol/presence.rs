@@ -88,61 +88,6 @@ pub fn member_removed_data(user_id: &str) -> String {
     serde_json::json!({ "user_id": user_id }).to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    const L: PresenceLimits = PresenceLimits {
-        max_user_id_len: 128,
-        max_user_info_bytes: 1024,
-    };
-
-    #[test]
-    fn channel_data() {
-        let m =
-            parse_channel_data(r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#, L).unwrap();
-        assert_eq!(m.user_id, "10");
-        assert_eq!(m.user_info, Some(json!({"name": "Mr. Channels"})));
-        assert_eq!(
-            parse_channel_data(r#"{"user_id":"a"}"#, L)
-                .unwrap()
-                .user_info,
-            None
-        );
-        assert!(parse_channel_data(r#"{"user_info":{}}"#, L).is_err());
-        assert!(parse_channel_data(r#"{"user_id":""}"#, L).is_err());
-        assert!(parse_channel_data(r#"{"user_id":true}"#, L).is_err());
-        assert!(parse_channel_data("[]", L).is_err());
-        assert!(parse_channel_data("nope", L).is_err());
-        assert!(parse_channel_data(&format!(r#"{{"user_id":"{}"}}"#, "u".repeat(128)), L).is_ok());
-        assert!(parse_channel_data(&format!(r#"{{"user_id":"{}"}}"#, "u".repeat(129)), L).is_err());
-        let big = format!(r#"{{"user_id":"1","user_info":"{}"}}"#, "x".repeat(1023));
-        assert!(parse_channel_data(&big, L).is_err());
-        let ok = format!(r#"{{"user_id":"1","user_info":"{}"}}"#, "x".repeat(1022));
-        assert!(parse_channel_data(&ok, L).is_ok());
-    }
-
-    #[test]
-    fn payloads() {
-        let info = json!({"name": "Mr. Channels"});
-        let s = subscription_data([("10", Some(&info)), ("11", None)].into_iter());
-        assert_eq!(
-            s,
-            r#"{"presence":{"count":2,"hash":{"10":{"name":"Mr. Channels"},"11":null},"ids":["10","11"]}}"#
-        );
-        let m = Member {
-            user_id: "11".into(),
-            user_info: Some(json!({"name": "Ann"})),
-        };
-        assert_eq!(
-            member_added_data(&m),
-            r#"{"user_id":"11","user_info":{"name":"Ann"}}"#
-        );
-        assert_eq!(member_removed_data("11"), r#"{"user_id":"11"}"#);
-    }
-}
-
 /// A signed-in user as declared in `pusher:signin` `user_data`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserData {
@@ -239,5 +184,60 @@ mod user_data_tests {
             assert!(parse_user_data(bad, 128, 100).is_err(), "{bad}");
         }
         assert!(parse_user_data(&format!(r#"{{"id":"{}"}}"#, "u".repeat(129)), 128, 100).is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const L: PresenceLimits = PresenceLimits {
+        max_user_id_len: 128,
+        max_user_info_bytes: 1024,
+    };
+
+    #[test]
+    fn channel_data() {
+        let m =
+            parse_channel_data(r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#, L).unwrap();
+        assert_eq!(m.user_id, "10");
+        assert_eq!(m.user_info, Some(json!({"name": "Mr. Channels"})));
+        assert_eq!(
+            parse_channel_data(r#"{"user_id":"a"}"#, L)
+                .unwrap()
+                .user_info,
+            None
+        );
+        assert!(parse_channel_data(r#"{"user_info":{}}"#, L).is_err());
+        assert!(parse_channel_data(r#"{"user_id":""}"#, L).is_err());
+        assert!(parse_channel_data(r#"{"user_id":true}"#, L).is_err());
+        assert!(parse_channel_data("[]", L).is_err());
+        assert!(parse_channel_data("nope", L).is_err());
+        assert!(parse_channel_data(&format!(r#"{{"user_id":"{}"}}"#, "u".repeat(128)), L).is_ok());
+        assert!(parse_channel_data(&format!(r#"{{"user_id":"{}"}}"#, "u".repeat(129)), L).is_err());
+        let big = format!(r#"{{"user_id":"1","user_info":"{}"}}"#, "x".repeat(1023));
+        assert!(parse_channel_data(&big, L).is_err());
+        let ok = format!(r#"{{"user_id":"1","user_info":"{}"}}"#, "x".repeat(1022));
+        assert!(parse_channel_data(&ok, L).is_ok());
+    }
+
+    #[test]
+    fn payloads() {
+        let info = json!({"name": "Mr. Channels"});
+        let s = subscription_data([("10", Some(&info)), ("11", None)].into_iter());
+        assert_eq!(
+            s,
+            r#"{"presence":{"count":2,"hash":{"10":{"name":"Mr. Channels"},"11":null},"ids":["10","11"]}}"#
+        );
+        let m = Member {
+            user_id: "11".into(),
+            user_info: Some(json!({"name": "Ann"})),
+        };
+        assert_eq!(
+            member_added_data(&m),
+            r#"{"user_id":"11","user_info":{"name":"Ann"}}"#
+        );
+        assert_eq!(member_removed_data("11"), r#"{"user_id":"11"}"#);
     }
 }

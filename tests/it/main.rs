@@ -3,6 +3,7 @@
 
 mod common;
 
+mod cache;
 mod cli;
 mod client_events;
 mod connection;
@@ -13,3 +14,4 @@ mod rest_endpoints;
 mod shutdown;
 mod slow_consumer;
 mod subscribe;
+mod users;
