@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{Adapter, AdapterError, BoxFuture, Join, SignIn};
 use crate::broadcast::Broadcast;
-use crate::hub::{ChannelStats, CountUpdate, Hub, JoinRefused, JoinRequest, Joined, Left};
+use crate::hub::{ChannelStats, CountUpdate, Hub, JoinRefused, JoinRequest, Joined, Left, Replay};
 use crate::protocol::SocketId;
 
 /// Adapter for one node.
@@ -36,6 +36,8 @@ impl Adapter for LocalAdapter {
             member: j.member,
             max_members: j.max_members,
             announce: j.announce,
+            presence_data: None,
+            replay: Replay::Local,
         }))
     }
 
@@ -50,13 +52,13 @@ impl Adapter for LocalAdapter {
     }
 
     fn announce_count(&self, app: &str, channel: &str) {
-        if let CountUpdate::Later(wait) = self.hub.app(app).announce_count(channel) {
+        if let CountUpdate::Later(wait) = self.hub.app(app).announce_count(channel, None) {
             let hub = self.hub.clone();
             let (app, channel) = (app.to_string(), channel.to_string());
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
                 // The interval has passed, so this one goes out.
-                let _ = hub.app(&app).announce_count(&channel);
+                let _ = hub.app(&app).announce_count(&channel, None);
             });
         }
     }

@@ -101,6 +101,19 @@ pub struct JoinRequest<'a> {
     pub max_members: usize,
     /// Queue `subscription_succeeded` (and a cache replay); false for implicit joins.
     pub announce: bool,
+    /// The presence payload to send, when the cluster decided it (else this node's view).
+    pub presence_data: Option<&'a str>,
+    /// Where a cache channel's replay comes from.
+    pub replay: Replay,
+}
+
+/// The source of a cache channel's replay on subscribe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// This node's cache.
+    Local,
+    /// Fetched from the cluster: `(event, data)` or nothing cached.
+    Given(Option<(String, String)>),
 }
 
 /// Whether a `subscription_count` update went out, or when to try again.
@@ -178,18 +191,24 @@ impl AppHub {
             }
         };
         if j.announce {
-            let data = if j.member.is_some() {
-                ch.presence_data()
-            } else {
-                "{}".to_string()
+            let data = match (j.member, j.presence_data) {
+                (Some(_), Some(given)) => given.to_string(),
+                (Some(_), None) => ch.presence_data(),
+                (None, _) => "{}".to_string(),
             };
             j.conn
                 .push(outbound::subscription_succeeded(j.channel, &data).into());
             if classify(j.channel).cache {
-                match cache.get(j.channel, Instant::now()) {
-                    Some(c) => j
+                let cached = match j.replay {
+                    Replay::Local => cache
+                        .get(j.channel, Instant::now())
+                        .map(|c| (c.event.clone(), c.data.clone())),
+                    Replay::Given(c) => c,
+                };
+                match cached {
+                    Some((event, data)) => j
                         .conn
-                        .push(outbound::channel_event(&c.event, j.channel, &c.data, None).into()),
+                        .push(outbound::channel_event(&event, j.channel, &data, None).into()),
                     None => {
                         j.conn.push(outbound::cache_miss(j.channel).into());
                         joined.cache_miss = true;
@@ -236,12 +255,13 @@ impl AppHub {
 
     /// Sends the channel's current subscriber count to all its subscribers, at most once per
     /// [`COUNT_THROTTLE`] for channels above [`COUNT_THROTTLE_ABOVE`] subscribers.
-    pub fn announce_count(&self, channel: &str) -> CountUpdate {
+    /// `count` is the cluster-wide count when another node decided it; else this node's.
+    pub fn announce_count(&self, channel: &str, count: Option<usize>) -> CountUpdate {
         let mut shard = self.shard(channel);
         let Some(ch) = shard.channels.get_mut(channel) else {
             return CountUpdate::Done;
         };
-        let count = ch.subscription_count();
+        let count = count.unwrap_or_else(|| ch.subscription_count());
         let now = Instant::now();
         if count > COUNT_THROTTLE_ABOVE {
             if let Some(wait) = ch
@@ -351,6 +371,8 @@ mod tests {
             member: None,
             max_members: 100,
             announce: true,
+            presence_data: None,
+            replay: Replay::Local,
         }
     }
 
@@ -402,10 +424,12 @@ mod tests {
             app.subscribe(join("big", &c)).unwrap();
             rxs.push((c, rx));
         }
-        assert_eq!(app.announce_count("big"), CountUpdate::Done);
-        assert!(matches!(app.announce_count("big"), CountUpdate::Later(d) if d <= COUNT_THROTTLE));
+        assert_eq!(app.announce_count("big", None), CountUpdate::Done);
+        assert!(
+            matches!(app.announce_count("big", None), CountUpdate::Later(d) if d <= COUNT_THROTTLE)
+        );
         assert_eq!(
-            app.announce_count("big"),
+            app.announce_count("big", None),
             CountUpdate::Done,
             "one pending retry at a time"
         );

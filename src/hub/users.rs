@@ -16,41 +16,23 @@ pub struct Users {
 }
 
 impl Users {
-    /// Registers a signed-in socket and its watchlist. Returns whether the user came online
-    /// (first socket) and, when `report` is set, queues the initial watchlist status.
-    pub fn sign_in(
-        &mut self,
-        user: &str,
-        conn: &Arc<Outbox>,
-        watchlist: &[String],
-        report: bool,
-    ) -> bool {
+    /// Registers a signed-in socket and its watchlist. Returns whether this is the user's
+    /// first socket on this node.
+    pub fn register(&mut self, user: &str, conn: &Arc<Outbox>, watchlist: &[String]) -> bool {
         let entry = self.sockets.entry(user.to_string()).or_default();
-        let came_online = entry.is_empty();
+        let first = entry.is_empty();
         entry.insert(conn.id, conn.clone());
-        if report {
-            for w in watchlist {
-                self.watchers
-                    .entry(w.clone())
-                    .or_default()
-                    .insert(conn.id, conn.clone());
-            }
-            let (online, offline): (Vec<&str>, Vec<&str>) = watchlist
-                .iter()
-                .map(String::as_str)
-                .partition(|w| self.sockets.get(*w).is_some_and(|s| !s.is_empty()));
-            if !watchlist.is_empty() {
-                conn.push(outbound::watchlist_events(&online, &offline).into());
-            }
+        for w in watchlist {
+            self.watchers
+                .entry(w.clone())
+                .or_default()
+                .insert(conn.id, conn.clone());
         }
-        if came_online {
-            self.announce(user, "online");
-        }
-        came_online
+        first
     }
 
-    /// Removes a signed-in socket. Returns whether the user went offline (last socket).
-    pub fn sign_out(&mut self, user: &str, id: SocketId, watchlist: &[String]) -> bool {
+    /// Removes a signed-in socket. Returns whether it was the user's last socket on this node.
+    pub fn unregister(&mut self, user: &str, id: SocketId, watchlist: &[String]) -> bool {
         for w in watchlist {
             if let Some(set) = self.watchers.get_mut(w) {
                 set.remove(&id);
@@ -65,20 +47,20 @@ impl Users {
         if entry.remove(&id).is_none() {
             return false;
         }
-        let went_offline = entry.is_empty();
-        if went_offline {
+        let last = entry.is_empty();
+        if last {
             self.sockets.remove(user);
-            self.announce(user, "offline");
         }
-        went_offline
+        last
     }
 
-    fn announce(&self, user: &str, status: &str) {
+    /// Queues `pusher_internal:watchlist_events` for one user's status to every local watcher.
+    pub fn announce(&self, user: &str, online: bool) {
         let Some(watchers) = self.watchers.get(user) else {
             return;
         };
         let users = [user];
-        let frame = if status == "online" {
+        let frame = if online {
             outbound::watchlist_events(&users, &[])
         } else {
             outbound::watchlist_events(&[], &users)
@@ -104,6 +86,29 @@ impl Users {
     pub fn is_online(&self, user: &str) -> bool {
         self.sockets.contains_key(user)
     }
+
+    /// Single-node sign-in: register, queue the initial watchlist status (when `report`), and
+    /// announce the user online if this is its first socket.
+    pub fn sign_in(&mut self, user: &str, conn: &Arc<Outbox>, watchlist: &[String], report: bool) {
+        let first = self.register(user, conn, watchlist);
+        if report && !watchlist.is_empty() {
+            let (online, offline): (Vec<&str>, Vec<&str>) = watchlist
+                .iter()
+                .map(String::as_str)
+                .partition(|w| self.is_online(w));
+            conn.push(outbound::watchlist_events(&online, &offline).into());
+        }
+        if first {
+            self.announce(user, true);
+        }
+    }
+
+    /// Single-node sign-out: unregister and announce the user offline if it was the last socket.
+    pub fn sign_out(&mut self, user: &str, id: SocketId, watchlist: &[String]) {
+        if self.unregister(user, id, watchlist) {
+            self.announce(user, false);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -125,28 +130,28 @@ mod tests {
         let mut u = Users::default();
         let (w, mut wrx) = conn(1);
         let watch = vec!["a".to_string(), "b".to_string()];
-        assert!(u.sign_in("w", &w, &watch, true));
+        u.sign_in("w", &w, &watch, true);
         assert_eq!(
             wrx.try_recv().unwrap().as_str(),
             r#"{"event":"pusher_internal:watchlist_events","data":"{\"events\":[{\"name\":\"offline\",\"user_ids\":[\"a\",\"b\"]}]}"}"#
         );
         let (a1, _) = conn(2);
         let (a2, _) = conn(3);
-        assert!(u.sign_in("a", &a1, &[], true));
+        u.sign_in("a", &a1, &[], true);
         assert_eq!(
             wrx.try_recv().unwrap().as_str(),
             r#"{"event":"pusher_internal:watchlist_events","data":"{\"events\":[{\"name\":\"online\",\"user_ids\":[\"a\"]}]}"}"#
         );
-        assert!(!u.sign_in("a", &a2, &[], true));
+        u.sign_in("a", &a2, &[], true);
         assert!(wrx.try_recv().is_err());
-        assert!(!u.sign_out("a", a1.id, &[]));
+        u.sign_out("a", a1.id, &[]);
         assert!(wrx.try_recv().is_err());
         assert_eq!(u.terminate("a"), 1);
         assert_eq!(a2.closing(), Some(CloseReason::Terminated));
-        assert!(u.sign_out("a", a2.id, &[]));
+        u.sign_out("a", a2.id, &[]);
         assert!(wrx.try_recv().unwrap().as_str().contains("offline"));
         assert!(!u.is_online("a"));
-        assert!(u.sign_out("w", w.id, &watch));
+        u.sign_out("w", w.id, &watch);
         assert!(u.watchers.is_empty() && u.sockets.is_empty());
     }
 }
