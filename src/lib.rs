@@ -43,8 +43,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::adapter::local::LocalAdapter;
+use crate::adapter::redis::RedisAdapter;
+use crate::adapter::{Adapter, AdapterError};
 use crate::app::StaticApps;
-use crate::config::Config;
+use crate::config::{AdapterKind, Config};
 use crate::http::DrainGuard;
 use crate::hub::Hub;
 use crate::state::State;
@@ -73,8 +75,17 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let hub = Arc::new(Hub::default());
         let apps = Arc::new(StaticApps::from_config(&config));
-        let adapter = Arc::new(LocalAdapter::new(hub.clone()));
+        let node = rand::random::<u32>();
+        let adapter: Arc<dyn Adapter> = match config.adapter {
+            AdapterKind::Local => Arc::new(LocalAdapter::new(hub.clone())),
+            AdapterKind::Redis => Arc::new(
+                RedisAdapter::start(hub.clone(), node, config.redis.clone(), shutdown_rx.clone())
+                    .await
+                    .map_err(StartError::Adapter)?,
+            ),
+        };
         let state = Arc::new(State::new(
+            node,
             config,
             apps,
             hub.clone(),
@@ -146,6 +157,8 @@ pub enum StartError {
     Config(config::ConfigError),
     /// The address could not be bound.
     Bind(String, std::io::Error),
+    /// The adapter (Redis) could not be reached.
+    Adapter(AdapterError),
 }
 
 impl std::fmt::Display for StartError {
@@ -153,6 +166,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Config(e) => write!(f, "{e}"),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::Adapter(e) => write!(f, "cannot join the cluster: {e}"),
         }
     }
 }

@@ -32,13 +32,14 @@ pub struct State {
 impl State {
     /// Assembles the state.
     pub fn new(
+        node: u32,
         config: Config,
         apps: Arc<dyn AppStore>,
         hub: Arc<Hub>,
         adapter: Arc<dyn Adapter>,
         shutdown: watch::Receiver<bool>,
     ) -> State {
-        let ids = SocketIdGen::new(rand::random::<u32>(), u64::from(rand::random::<u32>()));
+        let ids = SocketIdGen::new(node, u64::from(rand::random::<u32>()));
         State {
             config,
             apps,

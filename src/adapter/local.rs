@@ -51,7 +51,7 @@ impl Adapter for LocalAdapter {
         ready(self.hub.app(app).unsubscribe(channel, id, user_id))
     }
 
-    fn announce_count(&self, app: &str, channel: &str) {
+    fn announce_count(&self, app: &str, channel: &str, _count: Option<usize>) {
         if let CountUpdate::Later(wait) = self.hub.app(app).announce_count(channel, None) {
             let hub = self.hub.clone();
             let (app, channel) = (app.to_string(), channel.to_string());

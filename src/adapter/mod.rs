@@ -3,6 +3,7 @@
 //! Redis adapter implements the same trait for many nodes.
 
 pub mod local;
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -77,8 +78,9 @@ pub trait Adapter: Send + Sync + 'static {
         user_id: Option<&'a str>,
     ) -> BoxFuture<'a, Left>;
 
-    /// Sends the channel's subscriber count to its subscribers (throttled for big channels).
-    fn announce_count(&self, app: &str, channel: &str);
+    /// Sends the channel's subscriber count to its subscribers (throttled for big channels);
+    /// `count` is the cluster-wide count from `Joined`/`Left` when the adapter knows it.
+    fn announce_count(&self, app: &str, channel: &str, count: Option<usize>);
 
     /// Registers a signed-in connection; queues the initial watchlist status and announces the
     /// user online to watchers if this is the user's first connection.

@@ -4,7 +4,9 @@
 mod interpolate;
 mod types;
 
-pub use types::{AppConfig, Config, Limits, LimitsOverride, ServerConfig};
+pub use types::{
+    AdapterKind, AppConfig, Config, Limits, LimitsOverride, RedisConfig, ServerConfig,
+};
 
 use std::path::Path;
 
@@ -70,6 +72,14 @@ impl Config {
 
         let server: ServerConfig = section(table.remove("server"), "[server]", &mut problems);
         let limits: Limits = section(table.remove("limits"), "[limits]", &mut problems);
+        let adapter: AdapterKind = match table.remove("adapter") {
+            None => AdapterKind::Local,
+            Some(v) => v.try_into().unwrap_or_else(|_| {
+                problems.push("adapter must be \"local\" or \"redis\"".into());
+                AdapterKind::Local
+            }),
+        };
+        let redis: RedisConfig = section(table.remove("redis"), "[redis]", &mut problems);
         let mut apps = Vec::new();
         match table.remove("apps") {
             None => {}
@@ -88,6 +98,8 @@ impl Config {
         }
         let mut config = Config {
             server,
+            adapter,
+            redis,
             limits,
             apps,
         };
@@ -104,6 +116,8 @@ impl Config {
     pub fn development() -> Config {
         Config {
             server: ServerConfig::default(),
+            adapter: AdapterKind::Local,
+            redis: RedisConfig::default(),
             limits: Limits::default(),
             apps: vec![AppConfig {
                 id: "app-id".into(),
@@ -146,6 +160,9 @@ impl Config {
 
     fn validate_into(&self, problems: &mut Vec<String>) {
         self.server.validate_into(problems);
+        if self.adapter == AdapterKind::Redis {
+            self.redis.validate_into(problems);
+        }
         self.limits.validate_into("[limits]", problems);
         if self.apps.is_empty() {
             problems.push("no [[apps]] configured".into());

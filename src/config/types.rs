@@ -7,6 +7,10 @@ use serde::Deserialize;
 pub struct Config {
     /// Listener and connection behaviour.
     pub server: ServerConfig,
+    /// Which adapter joins this node to others.
+    pub adapter: AdapterKind,
+    /// `[redis]`, used when `adapter = "redis"`.
+    pub redis: RedisConfig,
     /// Limits for every app unless an app overrides them.
     pub limits: Limits,
     /// The apps this server serves.
@@ -274,5 +278,80 @@ impl std::fmt::Debug for AppConfig {
             .field("signin_timeout", &self.signin_timeout)
             .field("limits", &self.limits)
             .finish()
+    }
+}
+
+/// `adapter = "local" | "redis"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    /// One node, no shared state.
+    #[default]
+    Local,
+    /// Many nodes sharing state and messages through Redis.
+    Redis,
+}
+
+/// `[redis]`. Passwords and TLS go in the URL (`redis://:password@host:6379/0`).
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// A single Redis server.
+    pub url: String,
+    /// Seed URLs of a Redis Cluster; when non-empty, `url` is ignored.
+    pub cluster: Vec<String>,
+    /// Prefix of every key and pub/sub channel, so several deployments can share a Redis.
+    pub prefix: String,
+    /// Milliseconds between node heartbeats.
+    pub heartbeat_ms: u64,
+    /// A node silent for this many milliseconds is declared dead and its sockets removed.
+    pub node_timeout_ms: u64,
+    /// Broadcasts waiting for Redis before new ones are dropped (counted and logged).
+    pub publish_queue: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379/0".into(),
+            cluster: Vec::new(),
+            prefix: "herald".into(),
+            heartbeat_ms: 1000,
+            node_timeout_ms: 5000,
+            publish_queue: 16384,
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs may carry passwords.
+        f.debug_struct("RedisConfig")
+            .field("url", &"<redacted>")
+            .field("cluster", &self.cluster.len())
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConfig {
+    pub(super) fn validate_into(&self, problems: &mut Vec<String>) {
+        if self.prefix.is_empty() || self.prefix.contains(['{', '}', ':']) {
+            problems.push("[redis] prefix must be non-empty without '{', '}' or ':'".into());
+        }
+        if self.url.is_empty() && self.cluster.is_empty() {
+            problems.push("[redis] needs url or cluster".into());
+        }
+        for u in std::iter::once(&self.url).chain(&self.cluster) {
+            if !(u.is_empty() || u.starts_with("redis://") || u.starts_with("rediss://")) {
+                problems.push("[redis] URLs must start with redis:// or rediss://".into());
+            }
+        }
+        if self.heartbeat_ms == 0 || self.node_timeout_ms <= 2 * self.heartbeat_ms {
+            problems.push("[redis] node_timeout_ms must exceed twice heartbeat_ms (> 0)".into());
+        }
+        if self.publish_queue == 0 {
+            problems.push("[redis] publish_queue must be greater than 0".into());
+        }
     }
 }

@@ -186,7 +186,7 @@ impl Session {
             );
         }
         self.authorized |= ty.needs_auth();
-        self.announce_count(&name);
+        self.announce_count(&name, joined.count);
         let user_id = member.map(|m| m.user_id);
         self.subscriptions.insert(
             name,
@@ -198,12 +198,12 @@ impl Session {
         Ok(())
     }
 
-    fn announce_count(&self, name: &str) {
+    fn announce_count(&self, name: &str, count: Option<usize>) {
         let kind = channel::classify(name).kind;
         if self.app.subscription_count
             && !matches!(kind, ChannelKind::Presence | ChannelKind::ServerToUser)
         {
-            self.state.adapter.announce_count(&self.app.id, name);
+            self.state.adapter.announce_count(&self.app.id, name, count);
         }
     }
 
@@ -269,7 +269,7 @@ impl Session {
             );
         }
         if left.was_subscribed && !left.vacated {
-            self.announce_count(name);
+            self.announce_count(name, left.count);
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Joined {
     pub member_added: bool,
     /// A cache channel with nothing cached was subscribed to (`pusher:cache_miss` sent).
     pub cache_miss: bool,
+    /// The cluster-wide subscription count after the join, when a cluster store decided it.
+    pub count: Option<usize>,
 }
 
 /// What an unsubscription changed.
@@ -49,6 +51,8 @@ pub struct Left {
     pub vacated: bool,
     /// The user's last socket left the presence channel.
     pub member_removed: Option<String>,
+    /// The cluster-wide subscription count after the leave, when a cluster store decided it.
+    pub count: Option<usize>,
 }
 
 /// Why a subscription was refused by the channel itself.
@@ -131,7 +135,7 @@ impl Channel {
         let mut left = Left {
             was_subscribed: true,
             vacated: self.subscribers.is_empty(),
-            member_removed: None,
+            ..Left::default()
         };
         if let Some(uid) = user_id {
             if let Some(entry) = self.members.get_mut(uid) {
@@ -144,6 +148,15 @@ impl Channel {
             }
         }
         left
+    }
+
+    /// Presence members with this node's socket count and their info, in join order.
+    pub fn members(&self) -> impl Iterator<Item = (&str, u32, Option<&Value>)> {
+        self.member_order.iter().filter_map(|id| {
+            self.members
+                .get(id)
+                .map(|e| (id.as_str(), e.sockets, e.info.as_ref()))
+        })
     }
 
     /// Every subscriber, for fan-out.
@@ -182,7 +195,8 @@ mod tests {
             Ok(Joined {
                 occupied: true,
                 member_added: true,
-                cache_miss: false
+                cache_miss: false,
+                count: None
             })
         );
         assert_eq!(
@@ -190,7 +204,8 @@ mod tests {
             Ok(Joined {
                 occupied: false,
                 member_added: false,
-                cache_miss: false
+                cache_miss: false,
+                count: None
             })
         );
         assert_eq!(
@@ -198,7 +213,8 @@ mod tests {
             Ok(Joined {
                 occupied: false,
                 member_added: true,
-                cache_miss: false
+                cache_miss: false,
+                count: None
             })
         );
         assert_eq!((ch.subscription_count(), ch.user_count()), (3, 2));

@@ -65,6 +65,16 @@ impl Hub {
             .clone()
     }
 
+    /// Ids of the apps with state on this node.
+    pub fn app_ids(&self) -> Vec<String> {
+        self.apps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Drops expired cache entries of every app.
     pub fn sweep(&self) {
         let apps: Vec<Arc<AppHub>> = self
@@ -114,6 +124,17 @@ pub enum Replay {
     Local,
     /// Fetched from the cluster: `(event, data)` or nothing cached.
     Given(Option<(String, String)>),
+}
+
+/// This node's share of an app's state, for rewriting it into a cluster store.
+#[derive(Debug, Default)]
+pub struct Share {
+    /// Channel → subscribed sockets here.
+    pub subs: Vec<(String, usize)>,
+    /// (channel, user, sockets here, user_info).
+    pub presence: Vec<(String, String, u32, Option<serde_json::Value>)>,
+    /// Signed-in user → sockets here.
+    pub users: Vec<(String, usize)>,
 }
 
 /// Whether a `subscription_count` update went out, or when to try again.
@@ -342,6 +363,35 @@ impl AppHub {
         for shard in self.shards.iter() {
             lock(shard).cache.sweep(now);
         }
+    }
+
+    /// This node's share of the app's state.
+    pub fn share(&self) -> Share {
+        let mut share = Share::default();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            for (name, ch) in shard.channels.iter() {
+                share.subs.push((name.clone(), ch.subscription_count()));
+                for (user, n, info) in ch.members() {
+                    share
+                        .presence
+                        .push((name.clone(), user.to_string(), n, info.cloned()));
+                }
+            }
+        }
+        share.users = self.users().share();
+        share
+    }
+
+    /// The info of a presence member on this node, if it is one here.
+    pub fn member_info(&self, channel: &str, user: &str) -> Option<Option<serde_json::Value>> {
+        let shard = self.shard(channel);
+        let ch = shard.channels.get(channel)?;
+        let found = ch
+            .members()
+            .find(|(u, _, _)| *u == user)
+            .map(|(_, _, info)| info.cloned());
+        found
     }
 
     /// The signed-in users registry (short critical sections only).

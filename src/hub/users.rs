@@ -82,6 +82,14 @@ impl Users {
         entry.len()
     }
 
+    /// Signed-in users with their socket counts on this node.
+    pub fn share(&self) -> Vec<(String, usize)> {
+        self.sockets
+            .iter()
+            .map(|(u, s)| (u.clone(), s.len()))
+            .collect()
+    }
+
     /// Whether the user has a signed-in socket here.
     pub fn is_online(&self, user: &str) -> bool {
         self.sockets.contains_key(user)

@@ -1,0 +1,159 @@
+//! The adapter's pub/sub tasks: publishing (batched, bounded), keeping this node subscribed to
+//! exactly the channels it has local subscribers for, and applying what other nodes publish.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::{PushInfo, PushKind};
+use tokio::sync::{mpsc, oneshot};
+
+use super::wire::Wire;
+use super::Inner;
+
+/// Work for the publisher.
+#[derive(Debug)]
+pub enum Out {
+    /// PUBLISH / SPUBLISH.
+    Publish {
+        /// Pub/sub channel.
+        channel: String,
+        /// Encoded [`Wire`].
+        payload: String,
+    },
+    /// Store a cache channel's last event.
+    Cache {
+        /// Key.
+        key: String,
+        /// JSON `{event, data}`.
+        value: String,
+        /// Expiry.
+        ttl: Duration,
+    },
+}
+
+/// Most items sent to Redis in one pipeline.
+const BATCH: usize = 256;
+
+/// Sends queued work in pipelines, in order. Failed batches are dropped (never retried into an
+/// unbounded backlog) and the outage is logged once.
+pub async fn publisher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Out>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut link = inner.link();
+        let mut pipe = redis::pipe();
+        for item in batch.drain(..) {
+            match item {
+                Out::Publish { channel, payload } => {
+                    pipe.add_command(link.publish_cmd(&channel, &payload))
+                        .ignore();
+                }
+                Out::Cache { key, value, ttl } => {
+                    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                    pipe.cmd("SET")
+                        .arg(key)
+                        .arg(value)
+                        .arg("PX")
+                        .arg(ms)
+                        .ignore();
+                }
+            }
+        }
+        let r = pipe.query_async::<()>(&mut link).await;
+        if let Err(e) = &r {
+            tracing::debug!(error = %e, "publish to Redis failed");
+        }
+        inner.mark(r.is_ok());
+    }
+}
+
+/// Requests for the subscription task.
+#[derive(Debug)]
+pub enum SubCmd {
+    /// One more local subscriber of this pub/sub channel; replies once subscribed.
+    Acquire(String, oneshot::Sender<()>),
+    /// One fewer.
+    Release(String),
+    /// Subscribe again to everything (after Redis came back).
+    Resubscribe(oneshot::Sender<()>),
+}
+
+/// Owns the node's pub/sub subscriptions: one Redis subscription per channel with local
+/// subscribers, changed in the order the requests arrive.
+pub async fn subscriptions(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<SubCmd>) {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut link = inner.link();
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            SubCmd::Acquire(channel, done) => {
+                let n = counts.entry(channel.clone()).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    let r = link.subscribe(&channel).await;
+                    inner.mark(r.is_ok());
+                }
+                let _ = done.send(());
+            }
+            SubCmd::Release(channel) => {
+                if let Some(n) = counts.get_mut(&channel) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(&channel);
+                        let r = link.unsubscribe(&channel).await;
+                        inner.mark(r.is_ok());
+                    }
+                }
+            }
+            SubCmd::Resubscribe(done) => {
+                let mut ok = link.subscribe(&inner.names.control()).await.is_ok();
+                for channel in counts.keys() {
+                    ok &= link.subscribe(channel).await.is_ok();
+                }
+                inner.mark(ok);
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Applies messages from other nodes to this node's hub.
+pub async fn incoming(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<PushInfo>) {
+    while let Some(push) = rx.recv().await {
+        if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
+            continue;
+        }
+        let Some(payload) = push
+            .data
+            .get(1)
+            .and_then(|v| redis::from_redis_value::<Vec<u8>>(v.clone()).ok())
+        else {
+            continue;
+        };
+        let Some(wire) = Wire::decode(&payload) else {
+            tracing::warn!("undecodable message on Redis pub/sub ignored");
+            continue;
+        };
+        if wire.origin() == Some(inner.node) {
+            continue;
+        }
+        match wire {
+            Wire::Broadcast { mut b, .. } => {
+                // The cache lives in Redis; do not keep a copy here.
+                b.cache_ttl = None;
+                inner.hub.app(&b.app).deliver(&b);
+            }
+            Wire::Count {
+                app,
+                channel,
+                count,
+                ..
+            } => inner.local_count(&app, &channel, Some(count)),
+            Wire::Terminate { app, user } => {
+                inner.hub.app(&app).users().terminate(&user);
+            }
+            Wire::Watch {
+                app, user, online, ..
+            } => inner.hub.app(&app).users().announce(&user, online),
+        }
+    }
+}

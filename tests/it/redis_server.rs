@@ -1,0 +1,182 @@
+//! Real `redis-server` processes started by the tests on free ports, without persistence,
+//! killed when dropped.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::WAIT;
+
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: std::path::PathBuf,
+    extra: Vec<String>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn redis_server_binary() -> &'static str {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("redis-server is not installed: install Debian's redis-server package (.ci/run does this)");
+    }
+    "redis-server"
+}
+
+impl RedisServer {
+    pub async fn start() -> RedisServer {
+        Self::start_with(free_port(), &[]).await
+    }
+
+    pub async fn start_with(port: u16, extra: &[&str]) -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("herald-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = RedisServer {
+            port,
+            child: None,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        r.spawn().await;
+        r
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(redis_server_binary())
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let port = self.port;
+        tokio::time::timeout(WAIT, async move {
+            loop {
+                if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    if s.write_all(b"PING\r\n").await.is_ok() {
+                        let mut buf = [0u8; 7];
+                        if s.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n" {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("redis-server answers PING");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty: no persistence).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three masters forming a Redis Cluster.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub async fn start() -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let conf = format!("nodes-{port}.conf");
+            nodes.push(
+                RedisServer::start_with(
+                    port,
+                    &["--cluster-enabled", "yes", "--cluster-config-file", &conf],
+                )
+                .await,
+            );
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli is installed with redis-server");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // Wait until every node reports the cluster healthy.
+        for n in &nodes {
+            let port = n.port.to_string();
+            tokio::time::timeout(WAIT, async {
+                loop {
+                    let o = Command::new("redis-cli")
+                        .args(["-p", &port, "cluster", "info"])
+                        .output()
+                        .unwrap();
+                    if String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok") {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await
+            .expect("cluster becomes ok");
+        }
+        RedisCluster { nodes }
+    }
+
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect()
+    }
+}
