@@ -25,6 +25,8 @@ pub struct App {
     pub watchlist_events: bool,
     /// Deadline for signing in (authorized connections), if required.
     pub signin_timeout: Option<std::time::Duration>,
+    /// Webhook receivers.
+    pub webhooks: Vec<crate::config::WebhookConfig>,
     /// Effective limits (global merged with the app's overrides).
     pub limits: Limits,
 }
@@ -42,8 +44,16 @@ impl App {
             subscription_count: c.enable_subscription_count,
             watchlist_events: c.enable_watchlist_events,
             signin_timeout: c.signin_timeout.map(std::time::Duration::from_secs),
+            webhooks: c.webhooks.clone(),
             limits: global.merged(&c.limits),
         }
+    }
+
+    /// Whether any receiver wants this webhook event type.
+    pub fn wants_webhook(&self, event: &str) -> bool {
+        self.webhooks
+            .iter()
+            .any(|w| w.events.is_empty() || w.events.iter().any(|e| e == event))
     }
 
     /// The signing secret. Never log it.

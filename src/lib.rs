@@ -17,6 +17,7 @@
 //! | [`http`] | accepting connections, routing to the upgrade, the REST API and health checks |
 //! | [`api`] | REST endpoints under `/apps/{id}/…`, their validation and errors |
 //! | [`state`] | what every handler shares |
+//! | [`webhooks`] | recording, cluster-exact claiming, batching, signing and retrying webhooks |
 //!
 //! [`Server`] starts all of it on a listener (port 0 in tests) and shuts it down cleanly.
 
@@ -33,6 +34,7 @@ pub mod limit;
 pub mod outbox;
 pub mod protocol;
 pub mod state;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,11 +47,12 @@ use tokio::task::JoinHandle;
 use crate::adapter::local::LocalAdapter;
 use crate::adapter::redis::RedisAdapter;
 use crate::adapter::{Adapter, AdapterError};
-use crate::app::StaticApps;
+use crate::app::{AppStore, StaticApps};
 use crate::config::{AdapterKind, Config};
 use crate::http::DrainGuard;
 use crate::hub::Hub;
 use crate::state::State;
+use crate::webhooks::WebhookSink;
 
 /// A running herald node.
 pub struct Server {
@@ -72,24 +75,41 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Bind(config.server.host.clone(), e))?;
+        // Idempotent: the TLS provider for rediss:// and https:// webhooks.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let hub = Arc::new(Hub::default());
-        let apps = Arc::new(StaticApps::from_config(&config));
+        let apps: Arc<dyn AppStore> = Arc::new(StaticApps::from_config(&config));
+        let (webhooks, webhook_source) = WebhookSink::new();
         let node = rand::random::<u32>();
         let adapter: Arc<dyn Adapter> = match config.adapter {
             AdapterKind::Local => Arc::new(LocalAdapter::new(hub.clone())),
             AdapterKind::Redis => Arc::new(
-                RedisAdapter::start(hub.clone(), node, config.redis.clone(), shutdown_rx.clone())
-                    .await
-                    .map_err(StartError::Adapter)?,
+                RedisAdapter::start(
+                    hub.clone(),
+                    node,
+                    config.redis.clone(),
+                    shutdown_rx.clone(),
+                    webhooks.clone(),
+                )
+                .await
+                .map_err(StartError::Adapter)?,
             ),
         };
+        webhooks::start(
+            webhook_source,
+            apps.clone(),
+            adapter.clone(),
+            config.webhooks.clone(),
+            shutdown_rx.clone(),
+        );
         let state = Arc::new(State::new(
             node,
             config,
             apps,
             hub.clone(),
             adapter,
+            webhooks,
             shutdown_rx.clone(),
         ));
         tokio::spawn(sweep_caches(hub.clone(), shutdown_rx.clone()));

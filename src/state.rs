@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::limit::CappedCounter;
 use crate::protocol::socket_id::SocketIdGen;
+use crate::webhooks::WebhookSink;
 
 /// Shared server state, one per running `Server`.
 pub struct State {
@@ -21,6 +22,8 @@ pub struct State {
     pub hub: Arc<Hub>,
     /// Where broadcasts and channel queries go.
     pub adapter: Arc<dyn Adapter>,
+    /// Where webhook events are recorded.
+    pub webhooks: WebhookSink,
     /// Socket id source.
     pub ids: SocketIdGen,
     /// Flips to `true` when the server starts shutting down.
@@ -37,6 +40,7 @@ impl State {
         apps: Arc<dyn AppStore>,
         hub: Arc<Hub>,
         adapter: Arc<dyn Adapter>,
+        webhooks: WebhookSink,
         shutdown: watch::Receiver<bool>,
     ) -> State {
         let ids = SocketIdGen::new(node, u64::from(rand::random::<u32>()));
@@ -45,6 +49,7 @@ impl State {
             apps,
             hub,
             adapter,
+            webhooks,
             ids,
             shutdown,
             connections: CappedCounter::default(),

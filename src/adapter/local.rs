@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Adapter, AdapterError, BoxFuture, Join, SignIn};
+use super::{Adapter, AdapterError, BoxFuture, Claim, Join, SignIn};
 use crate::broadcast::Broadcast;
 use crate::hub::{ChannelStats, CountUpdate, Hub, JoinRefused, JoinRequest, Joined, Left, Replay};
 use crate::protocol::SocketId;
@@ -97,6 +97,25 @@ impl Adapter for LocalAdapter {
         channel: &'a str,
     ) -> BoxFuture<'a, Result<Option<(String, u64)>, AdapterError>> {
         ready(Ok(self.hub.app(app).cached(channel)))
+    }
+
+    fn claim_webhook<'a>(&'a self, app: &'a str, claim: Claim<'a>) -> BoxFuture<'a, bool> {
+        let hub = self.hub.app(app);
+        // Read channel state first: the announced lock is never held while taking a shard lock.
+        let r = match claim {
+            Claim::Occupied(c) => hub.announced().occupied(c),
+            Claim::Vacated(c) => {
+                let empty = !hub.channel_stats(c).occupied();
+                hub.announced().vacated(c, empty)
+            }
+            Claim::MemberAdded(c, u) => hub.announced().member_added(c, u),
+            Claim::MemberRemoved(c, u) => {
+                let gone = !hub.has_member(c, u);
+                hub.announced().member_removed(c, u, gone)
+            }
+            Claim::CacheMiss(c) => hub.announced().cache_miss(c),
+        };
+        ready(r)
     }
 
     fn channels<'a>(

@@ -60,6 +60,21 @@ pub struct SignIn<'a> {
     pub watchlist_events: bool,
 }
 
+/// A webhook transition to announce at most once, cluster-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim<'a> {
+    /// `channel_occupied`: not yet announced as occupied.
+    Occupied(&'a str),
+    /// `channel_vacated`: empty now and announced as occupied.
+    Vacated(&'a str),
+    /// `member_added`: user not yet announced in the channel.
+    MemberAdded(&'a str, &'a str),
+    /// `member_removed`: user gone now and announced.
+    MemberRemoved(&'a str, &'a str),
+    /// `cache_miss`: first miss since the cache was last filled.
+    CacheMiss(&'a str),
+}
+
 /// Cluster-facing operations. Every broadcast of the server goes through `publish`.
 pub trait Adapter: Send + Sync + 'static {
     /// Delivers to local subscribers at once and to other nodes' subscribers.
@@ -108,6 +123,9 @@ pub trait Adapter: Send + Sync + 'static {
         app: &'a str,
         channel: &'a str,
     ) -> BoxFuture<'a, Result<Option<(String, u64)>, AdapterError>>;
+
+    /// Whether this node should send the webhook for a transition (recorded as announced).
+    fn claim_webhook<'a>(&'a self, app: &'a str, claim: Claim<'a>) -> BoxFuture<'a, bool>;
 
     /// Occupied channels with this prefix and their counts.
     fn channels<'a>(

@@ -6,6 +6,7 @@ mod types;
 
 pub use types::{
     AdapterKind, AppConfig, Config, Limits, LimitsOverride, RedisConfig, ServerConfig,
+    WebhookConfig, WebhookSettings, WEBHOOK_EVENTS,
 };
 
 use std::path::Path;
@@ -80,6 +81,8 @@ impl Config {
             }),
         };
         let redis: RedisConfig = section(table.remove("redis"), "[redis]", &mut problems);
+        let webhooks: WebhookSettings =
+            section(table.remove("webhooks"), "[webhooks]", &mut problems);
         let mut apps = Vec::new();
         match table.remove("apps") {
             None => {}
@@ -100,6 +103,7 @@ impl Config {
             server,
             adapter,
             redis,
+            webhooks,
             limits,
             apps,
         };
@@ -118,6 +122,7 @@ impl Config {
             server: ServerConfig::default(),
             adapter: AdapterKind::Local,
             redis: RedisConfig::default(),
+            webhooks: WebhookSettings::default(),
             limits: Limits::default(),
             apps: vec![AppConfig {
                 id: "app-id".into(),
@@ -129,6 +134,7 @@ impl Config {
                 enable_subscription_count: false,
                 enable_watchlist_events: false,
                 signin_timeout: None,
+                webhooks: Vec::new(),
                 limits: LimitsOverride::default(),
             }],
         }
@@ -198,6 +204,31 @@ impl Config {
             }
             if !keys.insert(app.key.as_str()) {
                 problems.push(format!("{at}: duplicate app key"));
+            }
+            for (j, w) in app.webhooks.iter().enumerate() {
+                let wat = format!("{at} webhook #{}", j + 1);
+                let scheme_ok = w.url.starts_with("http://") || w.url.starts_with("https://");
+                if !scheme_ok || w.url.parse::<hyper::Uri>().is_err() {
+                    problems.push(format!("{wat}: url must be an http:// or https:// URL"));
+                }
+                for e in &w.events {
+                    if !WEBHOOK_EVENTS.contains(&e.as_str()) {
+                        problems.push(format!(
+                            "{wat}: unknown event type {e:?} (one of {})",
+                            WEBHOOK_EVENTS.join(", ")
+                        ));
+                    }
+                }
+                if w.batch_max == 0 {
+                    problems.push(format!("{wat}: batch_max must be greater than 0"));
+                }
+                for (k, v) in &w.headers {
+                    let valid = k.parse::<hyper::header::HeaderName>().is_ok()
+                        && hyper::header::HeaderValue::from_str(v).is_ok();
+                    if !valid {
+                        problems.push(format!("{wat}: invalid header {k:?}"));
+                    }
+                }
             }
             if app.signin_timeout == Some(0) {
                 problems.push(format!("{at}: signin_timeout must be at least 1 second"));

@@ -11,6 +11,8 @@ pub struct Config {
     pub adapter: AdapterKind,
     /// `[redis]`, used when `adapter = "redis"`.
     pub redis: RedisConfig,
+    /// `[webhooks]`.
+    pub webhooks: WebhookSettings,
     /// Limits for every app unless an app overrides them.
     pub limits: Limits,
     /// The apps this server serves.
@@ -258,6 +260,83 @@ pub struct AppConfig {
     /// Overrides of the global limits.
     #[serde(default)]
     pub limits: LimitsOverride,
+    /// Where to send this app's webhooks.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// The webhook event types (PROTOCOL.md §7.2).
+pub const WEBHOOK_EVENTS: [&str; 7] = [
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+    "cache_miss",
+    "subscription_count",
+];
+
+/// `[[apps.webhooks]]`: one receiver.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL that receives the POSTs.
+    pub url: String,
+    /// Event types to send; empty means all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Only events of channels starting with this prefix.
+    #[serde(default)]
+    pub channel_prefix: String,
+    /// Extra request headers (e.g. an Authorization header of your receiver).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Milliseconds to collect events before sending them together; 0 sends one event per
+    /// request, as Pusher does without batching.
+    #[serde(default)]
+    pub batch_ms: u64,
+    /// Most events in one request.
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
+}
+
+fn default_batch_max() -> usize {
+    100
+}
+
+impl WebhookConfig {
+    /// Whether this receiver wants the event type for this channel.
+    pub fn wants(&self, event: &str, channel: &str) -> bool {
+        (self.events.is_empty() || self.events.iter().any(|e| e == event))
+            && channel.starts_with(&self.channel_prefix)
+    }
+}
+
+/// `[webhooks]`: delivery behaviour for every app.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Milliseconds `channel_vacated` and `member_removed` wait; a re-join within it cancels
+    /// both (a page refresh sends nothing).
+    pub grace_ms: u64,
+    /// Seconds a failing delivery is retried (exponential backoff with jitter) before it is
+    /// dropped.
+    pub retry_window_secs: u64,
+    /// Events waiting to be sent, per receiver, before new ones are dropped (counted).
+    pub queue: usize,
+    /// Milliseconds one delivery attempt may take.
+    pub timeout_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            grace_ms: 3000,
+            retry_window_secs: 300,
+            queue: 10_000,
+            timeout_ms: 5000,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -276,6 +355,7 @@ impl std::fmt::Debug for AppConfig {
             .field("enable_subscription_count", &self.enable_subscription_count)
             .field("enable_watchlist_events", &self.enable_watchlist_events)
             .field("signin_timeout", &self.signin_timeout)
+            .field("webhooks", &self.webhooks.len())
             .field("limits", &self.limits)
             .finish()
     }

@@ -18,6 +18,7 @@ use crate::protocol::channel::{self, ChannelKind, SERVER_TO_USER_PREFIX};
 use crate::protocol::presence::{self, Member, PresenceLimits, UserData};
 use crate::protocol::{outbound, Inbound, ProtocolError, SocketId};
 use crate::state::State;
+use crate::webhooks::Emitted;
 
 /// One subscription of this connection.
 #[derive(Debug)]
@@ -187,6 +188,18 @@ impl Session {
         }
         self.authorized |= ty.needs_auth();
         self.announce_count(&name, joined.count);
+        if joined.occupied {
+            self.webhook(Emitted::Occupied(name.clone()));
+        }
+        if let (true, Some(m)) = (joined.member_added, &member) {
+            self.webhook(Emitted::MemberAdded(name.clone(), m.user_id.clone()));
+        }
+        if joined.cache_miss {
+            self.webhook(Emitted::CacheMiss(name.clone()));
+        }
+        if !ty.is_presence() {
+            self.webhook(Emitted::SubscriptionCount(name.clone()));
+        }
         let user_id = member.map(|m| m.user_id);
         self.subscriptions.insert(
             name,
@@ -267,9 +280,23 @@ impl Session {
                 "pusher_internal:member_removed",
                 presence::member_removed_data(&uid),
             );
+            self.webhook(Emitted::MemberRemoved(name.to_string(), uid));
         }
         if left.was_subscribed && !left.vacated {
             self.announce_count(name, left.count);
+        }
+        if left.vacated {
+            self.webhook(Emitted::Vacated(name.to_string()));
+        }
+        if left.was_subscribed && !channel::classify(name).is_presence() {
+            self.webhook(Emitted::SubscriptionCount(name.to_string()));
+        }
+    }
+
+    /// Records a webhook event (nothing for `#server-to-user-` channels or unwanted types).
+    fn webhook(&self, event: Emitted) {
+        if !event.channel().starts_with(SERVER_TO_USER_PREFIX) {
+            self.state.webhooks.emit(&self.app, event);
         }
     }
 
@@ -402,6 +429,15 @@ impl Session {
         });
         if limiter.check().is_err() {
             return Err(ProtocolError::RateLimited);
+        }
+        if self.app.wants_webhook("client_event") {
+            self.webhook(Emitted::ClientEvent {
+                channel: channel.clone(),
+                event: event.clone(),
+                data: data.clone(),
+                socket_id: self.socket_id.clone(),
+                user_id: user_id.clone(),
+            });
         }
         self.state.adapter.publish(Broadcast {
             app: self.app.id.clone(),

@@ -1,6 +1,7 @@
 //! This node's channels → subscribers, presence members and connection counts, per app.
 //! State sits behind short sharded locks that are never held across an `.await`.
 
+pub mod announced;
 pub mod cache;
 pub mod channel;
 pub mod users;
@@ -20,6 +21,7 @@ use crate::outbox::Outbox;
 use crate::protocol::channel::classify;
 use crate::protocol::presence::Member;
 use crate::protocol::{outbound, SocketId};
+use announced::Announced;
 use cache::Cache;
 pub use channel::{Channel, JoinRefused, Joined, Left};
 use users::Users;
@@ -156,6 +158,7 @@ const COUNT_THROTTLE: Duration = Duration::from_secs(5);
 pub struct AppHub {
     shards: Box<[Mutex<Shard>]>,
     users: Mutex<Users>,
+    announced: Mutex<Announced>,
     connections: CappedCounter,
 }
 
@@ -170,6 +173,7 @@ impl AppHub {
         AppHub {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             users: Mutex::new(Users::default()),
+            announced: Mutex::new(Announced::default()),
             connections: CappedCounter::default(),
         }
     }
@@ -262,6 +266,7 @@ impl AppHub {
             shard
                 .cache
                 .put(&b.channel, &b.event, &b.data, ttl, Instant::now());
+            lock(&self.announced).cache_filled(&b.channel);
         }
         let Some(ch) = shard.channels.get(&b.channel) else {
             return;
@@ -391,6 +396,22 @@ impl AppHub {
             .members()
             .find(|(u, _, _)| *u == user)
             .map(|(_, _, info)| info.cloned());
+        found
+    }
+
+    /// Webhook transitions announced by this node (single-node adapter). Never take a shard
+    /// lock while holding it.
+    pub fn announced(&self) -> MutexGuard<'_, Announced> {
+        lock(&self.announced)
+    }
+
+    /// Whether a presence channel has this user now.
+    pub fn has_member(&self, channel: &str, user: &str) -> bool {
+        let shard = self.shard(channel);
+        let found = shard
+            .channels
+            .get(channel)
+            .is_some_and(|c| c.members().any(|(u, _, _)| u == user));
         found
     }
 

@@ -32,6 +32,7 @@ pub fn app(id: &str, key: &str, secret: &str) -> AppConfig {
         enable_subscription_count: false,
         enable_watchlist_events: false,
         signin_timeout: None,
+        webhooks: Vec::new(),
         limits: LimitsOverride::default(),
     }
 }

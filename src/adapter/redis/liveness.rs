@@ -15,6 +15,7 @@ use super::wire::field;
 use super::Inner;
 use crate::broadcast::Broadcast;
 use crate::protocol::presence;
+use crate::webhooks::Emitted;
 
 /// KEYS: nodes, this node's `seen` marker. ARGV: node, timeout ms. Records the heartbeat with
 /// Redis's clock and returns `{now_ms, known, dead nodes...}`; `known` is 0 when the marker was
@@ -111,6 +112,7 @@ pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
 /// What a reap or reset removed.
 #[derive(Debug, Default)]
 struct Removed {
+    vacated: Vec<(String, String)>,
     members: Vec<(String, String, String)>,
     offline: Vec<(String, String)>,
 }
@@ -144,10 +146,10 @@ async fn run_reap(
         .arg(inner.names.tag())
         .invoke_async(&mut link)
         .await?;
-    Ok(reply.map(|(_vacated, removed, offline)| {
-        let members = decode_list::<(String, String, String)>(&removed);
-        let offline = decode_list::<(String, String)>(&offline);
-        Removed { members, offline }
+    Ok(reply.map(|(vacated, removed, offline)| Removed {
+        vacated: decode_list(&vacated),
+        members: decode_list(&removed),
+        offline: decode_list(&offline),
     }))
 }
 
@@ -160,8 +162,15 @@ async fn reap(inner: &Inner, node: u32, now: i64, timeout: i64) {
                 members = removed.members.len(),
                 "reaped a dead node's sockets"
             );
+            // Webhooks wait out the grace period and then check the cluster state again.
+            for (app, channel) in removed.vacated {
+                inner.webhooks.emit_for(&app, Emitted::Vacated(channel));
+            }
             for (app, channel, user) in removed.members {
                 announce_member(inner, &app, &channel, &user, false);
+                inner
+                    .webhooks
+                    .emit_for(&app, Emitted::MemberRemoved(channel, user));
             }
             for (app, user) in removed.offline {
                 inner.watch(&app, &user, false);
@@ -282,6 +291,14 @@ async fn resync(inner: &Inner) {
     let went_offline: HashSet<_> = removed.offline.into_iter().collect();
     for (app, channel, user) in removed_members.difference(&added) {
         announce_member(inner, app, channel, user, false);
+        inner
+            .webhooks
+            .emit_for(app, Emitted::MemberRemoved(channel.clone(), user.clone()));
+    }
+    for (app, channel) in &removed.vacated {
+        inner
+            .webhooks
+            .emit_for(app, Emitted::Vacated(channel.clone()));
     }
     for (app, channel, user) in added.difference(&removed_members) {
         announce_member(inner, app, channel, user, true);

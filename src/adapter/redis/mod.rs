@@ -24,7 +24,7 @@ use redis::Value as RValue;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::{Adapter, AdapterError, BoxFuture, Join, SignIn};
+use super::{Adapter, AdapterError, BoxFuture, Claim, Join, SignIn};
 use crate::broadcast::Broadcast;
 use crate::config::RedisConfig;
 use crate::hub::{ChannelStats, CountUpdate, Hub, JoinRefused, JoinRequest, Joined, Left, Replay};
@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     stale: AtomicBool,
     /// Broadcasts dropped because the publish queue was full.
     dropped: AtomicU64,
+    /// Where the reaper records the webhooks of a dead node's departures.
+    webhooks: crate::webhooks::WebhookSink,
 }
 
 /// The adapter handle.
@@ -74,6 +76,7 @@ impl RedisAdapter {
         node: u32,
         config: RedisConfig,
         shutdown: watch::Receiver<bool>,
+        webhooks: crate::webhooks::WebhookSink,
     ) -> Result<RedisAdapter, AdapterError> {
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let link = Link::connect(&config, push_tx)
@@ -92,6 +95,7 @@ impl RedisAdapter {
             healthy: AtomicBool::new(true),
             stale: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            webhooks,
         });
         let mut ctl = inner.link.clone();
         ctl.subscribe(&inner.names.control())
@@ -149,6 +153,7 @@ impl Inner {
             let value = serde_json::json!({"event": b.event, "data": b.data}).to_string();
             self.enqueue(Out::Cache {
                 key: self.names.cache(&b.app, &b.channel),
+                miss: (self.names.announced(&b.app, "miss"), b.channel.clone()),
                 value,
                 ttl,
             });
@@ -275,6 +280,7 @@ impl Inner {
         match (local, decided) {
             (Ok(mut joined), Some((count, added, _))) => {
                 joined.member_added = added == 1;
+                joined.occupied = count == 1;
                 joined.count = usize::try_from(count).ok();
                 Ok(joined)
             }
@@ -539,6 +545,43 @@ impl Adapter for RedisAdapter {
             let data = v["data"].as_str().unwrap_or_default().to_string();
             let ttl = u64::try_from(pttl).map(|ms| ms.div_ceil(1000)).unwrap_or(0);
             Ok(Some((data, ttl)))
+        })
+    }
+
+    fn claim_webhook<'a>(&'a self, app: &'a str, claim: Claim<'a>) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let n = &self.inner.names;
+            let (kind, item, keys) = match claim {
+                Claim::Occupied(c) => ("occupied", c, vec![n.announced(app, "occ")]),
+                Claim::Vacated(c) => ("vacated", c, vec![n.announced(app, "occ"), n.subs(app)]),
+                Claim::MemberAdded(c, u) => {
+                    ("added", u, vec![n.announced(app, &format!("mem:{c}"))])
+                }
+                Claim::MemberRemoved(c, u) => (
+                    "removed",
+                    u,
+                    vec![n.announced(app, &format!("mem:{c}")), n.presence(app, c)],
+                ),
+                Claim::CacheMiss(c) => ("miss", c, vec![n.announced(app, "miss")]),
+            };
+            let mut script = scripts::CLAIM.prepare_invoke();
+            for k in keys {
+                script.key(k);
+            }
+            let mut link = self.inner.link();
+            match script
+                .arg(kind)
+                .arg(item)
+                .invoke_async::<i64>(&mut link)
+                .await
+            {
+                Ok(r) => r == 1,
+                Err(e) => {
+                    tracing::debug!(error = %e, "webhook claim failed");
+                    self.inner.mark(false);
+                    false
+                }
+            }
         })
     }
 

@@ -21,10 +21,12 @@ pub enum Out {
         /// Encoded [`Wire`].
         payload: String,
     },
-    /// Store a cache channel's last event.
+    /// Store a cache channel's last event (and forget its announced cache miss).
     Cache {
         /// Key.
         key: String,
+        /// Announced-misses set and the channel to remove from it.
+        miss: (String, String),
         /// JSON `{event, data}`.
         value: String,
         /// Expiry.
@@ -48,7 +50,13 @@ pub async fn publisher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Out>) {
                     pipe.add_command(link.publish_cmd(&channel, &payload))
                         .ignore();
                 }
-                Out::Cache { key, value, ttl } => {
+                Out::Cache {
+                    key,
+                    miss,
+                    value,
+                    ttl,
+                } => {
+                    pipe.cmd("SREM").arg(miss.0).arg(miss.1).ignore();
                     let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
                     pipe.cmd("SET")
                         .arg(key)

@@ -174,3 +174,26 @@ return out
 "#,
     )
 });
+
+/// Webhook claims. ARGV[1]: kind, ARGV[2]: channel or user.
+/// - `occupied` KEYS: announced-occupied set → SADD channel
+/// - `vacated` KEYS: announced-occupied set, subs → if empty now, SREM channel
+/// - `added` KEYS: announced-members set → SADD user
+/// - `removed` KEYS: announced-members set, presence → if gone now, SREM user
+/// - `miss` KEYS: announced-misses set → SADD channel
+/// Returns 1 when this node should send the webhook.
+pub static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local kind, item = ARGV[1], ARGV[2]
+if kind == 'vacated' then
+  if tonumber(redis.call('HGET', KEYS[2], item) or '0') > 0 then return 0 end
+  return redis.call('SREM', KEYS[1], item)
+elseif kind == 'removed' then
+  if redis.call('HEXISTS', KEYS[2], item) == 1 then return 0 end
+  return redis.call('SREM', KEYS[1], item)
+end
+return redis.call('SADD', KEYS[1], item)
+"#,
+    )
+});

@@ -125,6 +125,12 @@ impl Names {
         format!("{}:node:{node}:{kind}", self.tag)
     }
 
+    /// Set of channels/users whose webhook transition was announced: `kind` is `occ`, `miss`,
+    /// or `mem:{channel}`.
+    pub fn announced(&self, app: &str, kind: &str) -> String {
+        format!("{}:wh:{kind}:{app}", self.tag)
+    }
+
     /// The cached event of a cache channel.
     pub fn cache(&self, app: &str, channel: &str) -> String {
         format!("{}:cache:{app}:{channel}", self.tag)

@@ -1,0 +1,297 @@
+//! Webhooks: recording the events, deciding (with the adapter, cluster-wide) which transitions
+//! are announced, the grace period for vacated/removed, batching, signing and delivery with
+//! retries. Everything runs in background tasks; the publish path only does a `try_send`.
+
+pub mod body;
+mod sender;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::adapter::{Adapter, Claim};
+use crate::app::{App, AppStore};
+use crate::config::WebhookSettings;
+pub use body::Emitted;
+
+/// Delivery counters (exposed as metrics).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events dropped because a queue was full.
+    pub dropped: AtomicU64,
+    /// Delivery attempts.
+    pub attempts: AtomicU64,
+    /// Failed attempts.
+    pub failures: AtomicU64,
+    /// Requests delivered (2xx).
+    pub delivered: AtomicU64,
+    /// Events given up after the retry window.
+    pub given_up: AtomicU64,
+}
+
+/// Where connections and the adapter record webhook events. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WebhookSink {
+    tx: mpsc::Sender<Msg>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Debug)]
+enum Msg {
+    /// A recorded event (app id, event).
+    Event(String, Emitted),
+    /// A throttled subscription count is due.
+    FlushCount(String, String),
+    /// A vacated/removed event whose grace period is over.
+    Graced(String, Emitted),
+}
+
+/// Events waiting for the dispatcher before new ones are dropped.
+const DISPATCH_QUEUE: usize = 65_536;
+/// Subscription counts of bigger channels are sent at most once per [`COUNT_EVERY`].
+const COUNT_THROTTLE_ABOVE: usize = 100;
+const COUNT_EVERY: Duration = Duration::from_secs(5);
+
+impl WebhookSink {
+    /// A sink and the receiving end for [`start`].
+    pub fn new() -> (WebhookSink, WebhookSource) {
+        let (tx, rx) = mpsc::channel(DISPATCH_QUEUE);
+        let stats = Arc::new(Stats::default());
+        (
+            WebhookSink {
+                tx: tx.clone(),
+                stats: stats.clone(),
+            },
+            WebhookSource { rx, tx, stats },
+        )
+    }
+
+    /// Records an event of an app, if any of its receivers wants that type.
+    pub fn emit(&self, app: &App, event: Emitted) {
+        if app.wants_webhook(event.name()) {
+            self.emit_for(&app.id, event);
+        }
+    }
+
+    /// Records an event by app id (the dispatcher checks the app's receivers).
+    pub fn emit_for(&self, app: &str, event: Emitted) {
+        if self
+            .tx
+            .try_send(Msg::Event(app.to_string(), event))
+            .is_err()
+        {
+            let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n + 1, "webhook queue full: events dropped");
+            }
+        }
+    }
+
+    /// Delivery counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+}
+
+/// The receiving end, consumed by [`start`].
+pub struct WebhookSource {
+    rx: mpsc::Receiver<Msg>,
+    tx: mpsc::Sender<Msg>,
+    stats: Arc<Stats>,
+}
+
+/// Starts the dispatcher (and, lazily, one worker per receiver).
+pub fn start(
+    source: WebhookSource,
+    apps: Arc<dyn AppStore>,
+    adapter: Arc<dyn Adapter>,
+    settings: WebhookSettings,
+    shutdown: watch::Receiver<bool>,
+) {
+    let d = Dispatcher {
+        apps,
+        adapter,
+        settings,
+        shutdown,
+        stats: source.stats,
+        loopback: source.tx,
+        client: sender::client(),
+        targets: HashMap::new(),
+        counts: HashMap::new(),
+    };
+    tokio::spawn(d.run(source.rx));
+}
+
+/// Per channel: when the last subscription_count went out and whether a flush is scheduled.
+#[derive(Debug, Default)]
+struct CountState {
+    last: Option<Instant>,
+    scheduled: bool,
+}
+
+struct Dispatcher {
+    apps: Arc<dyn AppStore>,
+    adapter: Arc<dyn Adapter>,
+    settings: WebhookSettings,
+    shutdown: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+    loopback: mpsc::Sender<Msg>,
+    client: sender::HttpClient,
+    /// (app id, receiver index) → its worker's queue.
+    targets: HashMap<(String, usize), mpsc::Sender<Value>>,
+    counts: HashMap<(String, String), CountState>,
+}
+
+impl Dispatcher {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let msg = tokio::select! {
+                m = rx.recv() => match m { Some(m) => m, None => return },
+                _ = crate::state::shutdown_started(&mut shutdown) => return,
+            };
+            match msg {
+                Msg::Event(app, event) => self.handle(app, event).await,
+                Msg::Graced(app, event) => self.graced(app, event).await,
+                Msg::FlushCount(app, channel) => {
+                    if let Some(s) = self.counts.get_mut(&(app.clone(), channel.clone())) {
+                        s.scheduled = false;
+                        s.last = None;
+                    }
+                    self.handle(app, Emitted::SubscriptionCount(channel)).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, app_id: String, event: Emitted) {
+        let Some(app) = self.apps.by_id(&app_id) else {
+            return;
+        };
+        if !app.wants_webhook(event.name()) || channel_is_internal(event.channel()) {
+            return;
+        }
+        let claim = match &event {
+            Emitted::Occupied(c) => Some(Claim::Occupied(c)),
+            Emitted::MemberAdded(c, u) => Some(Claim::MemberAdded(c, u)),
+            Emitted::CacheMiss(c) => Some(Claim::CacheMiss(c)),
+            Emitted::Vacated(_) | Emitted::MemberRemoved(..) => {
+                self.after_grace(app_id, event);
+                return;
+            }
+            Emitted::ClientEvent { .. } | Emitted::SubscriptionCount(_) => None,
+        };
+        if let Some(claim) = claim {
+            if !self.adapter.claim_webhook(&app_id, claim).await {
+                return;
+            }
+        }
+        let mut count = 0;
+        if let Emitted::SubscriptionCount(channel) = &event {
+            match self.count_due(&app_id, channel).await {
+                Some(n) => count = n,
+                None => return,
+            }
+        }
+        self.route(&app, &event, count);
+    }
+
+    /// Vacated and removed wait for the grace period, then come back as [`Msg::Graced`].
+    fn after_grace(&self, app_id: String, event: Emitted) {
+        let tx = self.loopback.clone();
+        let grace = Duration::from_millis(self.settings.grace_ms);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = tx.send(Msg::Graced(app_id, event)).await;
+        });
+    }
+
+    /// Sent only if still true and not yet announced: a re-join within the grace period
+    /// cancels both webhooks.
+    async fn graced(&mut self, app_id: String, event: Emitted) {
+        let Some(app) = self.apps.by_id(&app_id) else {
+            return;
+        };
+        let claim = match &event {
+            Emitted::Vacated(c) => Claim::Vacated(c),
+            Emitted::MemberRemoved(c, u) => Claim::MemberRemoved(c, u),
+            _ => return,
+        };
+        if self.adapter.claim_webhook(&app_id, claim).await {
+            self.route(&app, &event, 0);
+        }
+    }
+
+    /// Throttles subscription counts of big channels; returns the count to send now.
+    async fn count_due(&mut self, app: &str, channel: &str) -> Option<usize> {
+        let n = self
+            .adapter
+            .channel(app, channel)
+            .await
+            .ok()?
+            .subscription_count;
+        let state = self
+            .counts
+            .entry((app.to_string(), channel.to_string()))
+            .or_default();
+        let now = Instant::now();
+        if n > COUNT_THROTTLE_ABOVE {
+            if let Some(last) = state.last.filter(|l| now.duration_since(*l) < COUNT_EVERY) {
+                if !state.scheduled {
+                    state.scheduled = true;
+                    let tx = self.loopback.clone();
+                    let (a, c) = (app.to_string(), channel.to_string());
+                    let wait = COUNT_EVERY - now.duration_since(last);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        let _ = tx.send(Msg::FlushCount(a, c)).await;
+                    });
+                }
+                return None;
+            }
+            state.last = Some(now);
+        } else {
+            self.counts.remove(&(app.to_string(), channel.to_string()));
+        }
+        Some(n)
+    }
+
+    fn route(&mut self, app: &App, event: &Emitted, count: usize) {
+        let json = event.to_json(count);
+        for (i, w) in app.webhooks.iter().enumerate() {
+            if !w.wants(event.name(), event.channel()) {
+                continue;
+            }
+            let tx = self.targets.entry((app.id.clone(), i)).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(self.settings.queue.max(1));
+                let target = sender::Target {
+                    config: w.clone(),
+                    key: app.key.clone(),
+                    secret: app.secret().to_string(),
+                    settings: self.settings.clone(),
+                };
+                tokio::spawn(sender::run(
+                    target,
+                    self.client.clone(),
+                    self.stats.clone(),
+                    rx,
+                    self.shutdown.clone(),
+                ));
+                tx
+            });
+            if tx.try_send(json.clone()).is_err() {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// `#server-to-user-` channels produce no webhooks.
+fn channel_is_internal(channel: &str) -> bool {
+    channel.starts_with(crate::protocol::channel::SERVER_TO_USER_PREFIX)
+}
