@@ -17,3 +17,5 @@ mod shutdown;
 mod slow_consumer;
 mod subscribe;
 mod users;
+mod webhook_receiver;
+mod webhooks;

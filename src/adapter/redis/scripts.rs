@@ -181,6 +181,7 @@ return out
 /// - `added` KEYS: announced-members set → SADD user
 /// - `removed` KEYS: announced-members set, presence → if gone now, SREM user
 /// - `miss` KEYS: announced-misses set → SADD channel
+///
 /// Returns 1 when this node should send the webhook.
 pub static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
