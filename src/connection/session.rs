@@ -402,7 +402,7 @@ impl Session {
         data: Value,
     ) -> Result<(), ProtocolError> {
         if !self.app.client_events {
-            return Err(ProtocolError::ClientEventsDisabled);
+            return Err(ProtocolError::ClientEventsDisabled(channel));
         }
         if !channel::classify(&channel).allows_client_events() {
             return Err(ProtocolError::ClientEventNotAllowed(channel));

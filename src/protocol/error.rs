@@ -36,8 +36,8 @@ pub enum ProtocolError {
     PresenceFull(String),
     /// `#server-to-user-` channel for someone else, or not signed in.
     ServerToUserDenied(String),
-    /// Client events are disabled for this app.
-    ClientEventsDisabled,
+    /// Client events are disabled for this app (the channel they were sent on).
+    ClientEventsDisabled(String),
     /// Client events on a channel type that does not allow them.
     ClientEventNotAllowed(String),
     /// Client event on a channel this connection has not subscribed to.
@@ -85,7 +85,7 @@ impl ProtocolError {
             ProtocolError::ServerToUserDenied(c) => {
                 format!("Subscription to {c} requires signing in as that user")
             }
-            ProtocolError::ClientEventsDisabled => {
+            ProtocolError::ClientEventsDisabled(_) => {
                 "To send client events, you must enable this feature in the Settings".to_string()
             }
             ProtocolError::ClientEventNotAllowed(c) => {
@@ -114,6 +114,7 @@ impl ProtocolError {
             | ProtocolError::PresenceFull(c)
             | ProtocolError::ServerToUserDenied(c)
             | ProtocolError::ClientEventNotAllowed(c)
+            | ProtocolError::ClientEventsDisabled(c)
             | ProtocolError::NotSubscribed(c) => Some(c),
             _ => None,
         }

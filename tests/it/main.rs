@@ -7,6 +7,7 @@ mod cache;
 mod cli;
 mod client_events;
 mod cluster;
+mod compat;
 mod connection;
 mod liveness;
 mod presence;

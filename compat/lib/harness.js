@@ -1,0 +1,249 @@
+'use strict';
+// Starts the real herald binary for one test file: writes a TOML config with the compat apps
+// to a temp dir, picks a free port, waits for GET /health, and always stops the process.
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+
+const COMPAT_DIR = path.resolve(__dirname, '..');
+const HOST = '127.0.0.1';
+
+// Numeric ids: the Python SDK refuses anything else.
+const APPS = {
+  // client events on
+  main: { id: '1001', key: 'compat-key-1001', secret: 'compat-secret-1001', enabled: true, clientEvents: true },
+  // client events off
+  quiet: { id: '1002', key: 'compat-key-1002', secret: 'compat-secret-1002', enabled: true, clientEvents: false },
+  // disabled
+  disabled: { id: '1003', key: 'compat-key-1003', secret: 'compat-secret-1003', enabled: false, clientEvents: true },
+};
+
+// Base64 of 32 bytes, used by the server SDKs to derive per-channel keys for encrypted channels.
+const ENCRYPTION_MASTER_KEY_BASE64 = Buffer.from(
+  Array.from({ length: 32 }, (_, i) => (i * 7 + 3) & 0xff),
+).toString('base64');
+
+function resolveBinary() {
+  const candidates = [];
+  if (process.env.HERALD_BIN) {
+    const p = path.resolve(process.env.HERALD_BIN);
+    if (isExecutable(p)) return p;
+    throw new Error(`HERALD_BIN=${process.env.HERALD_BIN} is not an executable file`);
+  }
+  candidates.push(path.join(COMPAT_DIR, '..', 'target', 'release', 'herald'));
+  candidates.push(path.join(COMPAT_DIR, '..', 'target', 'debug', 'herald'));
+  for (const c of candidates) if (isExecutable(c)) return c;
+  throw new Error(
+    'No herald binary found. Set HERALD_BIN=/path/to/herald, or build one with ' +
+      '`cargo build --release` (looked in: ' + candidates.join(', ') + ')',
+  );
+}
+
+function isExecutable(p) {
+  try {
+    fs.accessSync(p, fs.constants.X_OK);
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function tomlString(s) {
+  return JSON.stringify(String(s)); // JSON string escapes are valid TOML basic-string escapes
+}
+
+function configToml(apps) {
+  const lines = [
+    '[server]',
+    `host = ${tomlString(HOST)}`,
+    'shutdown_timeout = 2',
+    '',
+  ];
+  for (const a of Object.values(apps)) {
+    lines.push(
+      '[[apps]]',
+      `id = ${tomlString(a.id)}`,
+      `key = ${tomlString(a.key)}`,
+      `secret = ${tomlString(a.secret)}`,
+      `enabled = ${a.enabled ? 'true' : 'false'}`,
+      `enable_client_messages = ${a.clientEvents ? 'true' : 'false'}`,
+      '',
+    );
+  }
+  return lines.join('\n');
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, HOST, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function getHealth(port, timeoutMs) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: HOST, port, path: '/health', timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(null));
+  });
+}
+
+const live = new Set(); // running herald processes
+const tempDirs = new Set(); // their config dirs
+let exitHookInstalled = false;
+function killAllNow() {
+  for (const child of live) {
+    try {
+      child.kill('SIGKILL');
+    } catch {}
+  }
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+}
+function installExitHook() {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Last resort: never leave a server behind, whatever way this test process ends.
+  process.on('exit', killAllNow);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.once(sig, () => {
+      killAllNow();
+      process.exit(128 + (os.constants.signals[sig] || 1));
+    });
+  }
+}
+
+/**
+ * Starts herald with the compat apps. Returns { host, port, apps, httpUrl, stop(), output() }.
+ * Options: { apps } to override the app table (e.g. a different secret than the SDKs use).
+ */
+async function startServer(options = {}) {
+  const bin = resolveBinary();
+  const apps = options.apps || APPS;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-compat-'));
+  const configFile = path.join(dir, 'config.toml');
+  tempDirs.add(dir);
+  fs.writeFileSync(configFile, configToml(apps));
+  installExitHook();
+
+  let lastError;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    try {
+      const server = await launch(bin, configFile, port, apps, dir);
+      return server;
+    } catch (e) {
+      lastError = e;
+      if (!e.retryable) break;
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+  throw lastError;
+}
+
+async function launch(bin, configFile, port, apps, dir) {
+  let output = '';
+  const child = spawn(bin, ['--config', configFile, '--host', HOST, '--port', String(port)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG || 'warn' },
+  });
+  live.add(child);
+  const keep = (c) => {
+    output += c;
+    if (output.length > 200_000) output = output.slice(-100_000);
+  };
+  child.stdout.setEncoding('utf8').on('data', keep);
+  child.stderr.setEncoding('utf8').on('data', keep);
+  let exited = null;
+  const exitPromise = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      exited = { code, signal };
+      live.delete(child);
+      resolve(exited);
+    });
+    child.on('error', (err) => {
+      exited = { code: null, signal: null, error: err };
+      live.delete(child);
+      resolve(exited);
+    });
+  });
+
+  const deadline = Date.now() + 10_000;
+  let healthy = false;
+  while (Date.now() < deadline && !exited) {
+    const r = await getHealth(port, 500);
+    if (r && r.status === 200) {
+      healthy = true;
+      break;
+    }
+    await new Promise((r2) => setTimeout(r2, 50)); // poll interval, not synchronisation
+  }
+  if (!healthy) {
+    if (!exited) {
+      child.kill('SIGKILL');
+      await exitPromise;
+    }
+    const err = new Error(
+      `herald did not become healthy on ${HOST}:${port} within 10 s ` +
+        `(exit: ${JSON.stringify(exited)}):\n${output}`,
+    );
+    err.retryable = /address already in use|in use|EADDRINUSE/i.test(output);
+    throw err;
+  }
+
+  let stopping = null;
+  const stop = () => {
+    if (stopping) return stopping;
+    stopping = (async () => {
+      if (!exited) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => {
+          if (!exited) child.kill('SIGKILL');
+        }, 5_000);
+        await exitPromise;
+        clearTimeout(t);
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+      tempDirs.delete(dir);
+      return exited;
+    })();
+    return stopping;
+  };
+
+  return {
+    host: HOST,
+    port,
+    apps,
+    httpUrl: `http://${HOST}:${port}`,
+    wsUrl: `ws://${HOST}:${port}`,
+    configFile,
+    stop,
+    output: () => output,
+    exited: () => exited,
+  };
+}
+
+module.exports = {
+  APPS,
+  COMPAT_DIR,
+  ENCRYPTION_MASTER_KEY_BASE64,
+  HOST,
+  configToml,
+  freePort,
+  resolveBinary,
+  startServer,
+};
