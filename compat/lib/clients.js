@@ -23,6 +23,21 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Polls `cond` (sync or async) until it returns a truthy value, which it resolves with; rejects
+ * after `timeout`. Only for server state that has no client-visible event (e.g. a socket that
+ * pusher-js has closed); everything else waits for the event itself.
+ */
+async function eventually(cond, what, timeout = WAIT) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20)); // poll interval, not synchronisation
+  }
+}
+
 /** An append-only log with cursor-based waits: nothing that arrived early is missed. */
 class Recorder {
   constructor(label) {
@@ -148,6 +163,16 @@ async function pythonOk(server, ops, options) {
 const openClients = new Set();
 
 /**
+ * pusher-js's Node transport (a bundled faye-websocket) arms a 30 s close timer when pusher-js
+ * closes a socket the server has already closed, as it does after a refusal close code
+ * (4000-4099, e.g. 4009). The timer does nothing but would keep the test process alive for 30 s,
+ * so it is unref'd once the client is done.
+ */
+function releaseCloseTimers(c) {
+  for (const s of c.transportSockets) if (s._closeTimer && s._closeTimer.unref) s._closeTimer.unref();
+}
+
+/**
  * A pusher-js client on the test server that records every frame it receives, its connection
  * states and its connection errors.
  *
@@ -158,6 +183,8 @@ const openClients = new Set();
  *  - signSocketId: sign for this socket_id instead of the real one
  *  - policy(channelName): the app's own rule; return a string to refuse with that message
  *  - customHandler: replace the whole channel authorization handler
+ *  - signinAs: user_data ({id, user_info, watchlist}) that pusher.signin() gets signed for,
+ *    through the SDK's authenticateUser in a userAuthentication customHandler
  *  - pusherOptions: extra pusher-js options
  */
 function client(server, options = {}) {
@@ -181,6 +208,19 @@ function client(server, options = {}) {
   // Answer asynchronously, like a real auth endpoint, so listeners bound right after
   // subscribe() see the outcome.
   const customHandler = (params, callback) => setImmediate(() => handler(params, callback));
+  const signinLog = new Recorder('sign-in requests');
+  const userAuthentication = {
+    customHandler: (params, callback) =>
+      setImmediate(() => {
+        signinLog.push(params);
+        if (!options.signinAs) return callback(new Error('this test client has no signinAs'), null);
+        try {
+          callback(null, signer.authenticateUser(params.socketId, options.signinAs));
+        } catch (e) {
+          callback(e, null);
+        }
+      }),
+  };
   const pusher = new Pusher(app.key, {
     wsHost: server.host,
     wsPort: server.port,
@@ -190,6 +230,7 @@ function client(server, options = {}) {
     enableStats: false,
     nacl,
     channelAuthorization: { customHandler },
+    userAuthentication,
     ...(options.pusherOptions || {}),
   });
   const c = {
@@ -199,16 +240,27 @@ function client(server, options = {}) {
     frames: new Recorder(`frames of ${options.name || 'client'}`),
     states: new Recorder(`states of ${options.name || 'client'}`),
     errors: new Recorder(`connection errors of ${options.name || 'client'}`),
+    /** pusher.user.watchlist 'online' / 'offline' events, as pusher-js emits them. */
+    watchlist: new Recorder(`watchlist events of ${options.name || 'client'}`),
+    /** {event, data} of every event pusher-js emits on pusher.user (sendToUser). */
+    userEvents: new Recorder(`user events of ${options.name || 'client'}`),
     authLog,
+    signinLog,
     get socketId() {
       return pusher.connection.socket_id;
     },
     connected() {
       return c.states.find((s) => s.current === 'connected', 'state connected').then(() => c.socketId);
     },
-    /** Subscribes and waits for pusher:subscription_succeeded; rejects on an error first. */
-    subscribe(name) {
+    /**
+     * Subscribes and waits for pusher:subscription_succeeded; rejects on an error first.
+     * `binds` ({event: handler}) are bound before the subscription goes out, so events that
+     * follow subscription_succeeded at once (pusher:cache_miss, pusher:subscription_count) are
+     * not missed.
+     */
+    subscribe(name, binds = {}) {
       const channel = pusher.subscribe(name);
+      for (const [event, fn] of Object.entries(binds)) channel.bind(event, fn);
       return withTimeout(
         new Promise((resolve, reject) => {
           channel.bind('pusher:subscription_succeeded', (members) => resolve({ channel, members }));
@@ -243,14 +295,44 @@ function client(server, options = {}) {
       pusher.send_event('pusher:ping', {});
       await c.frames.find((f) => f.event === 'pusher:pong', 'pusher:pong (barrier)', { from });
     },
+    /**
+     * pusher.signin() and waits for pusher:signin_success and for pusher-js's own subscription
+     * to #server-to-user-<id>. Resolves with the signin_success frame.
+     */
+    async signin() {
+      const from = c.frames.items.length;
+      pusher.signin();
+      const { item: ok } = await c.frames.find(
+        (f) => f.event === 'pusher:signin_success' || f.event === 'pusher:error',
+        'pusher:signin_success',
+        { from },
+      );
+      if (ok.event !== 'pusher:signin_success') throw new Error(`sign-in refused: ${JSON.stringify(ok)}`);
+      const userChannel = `#server-to-user-${options.signinAs.id}`;
+      await c.frames.find(
+        (f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === userChannel,
+        `subscription_succeeded on ${userChannel}`,
+        { from },
+      );
+      return ok;
+    },
     disconnect() {
       pusher.disconnect();
+      releaseCloseTimers(c);
       openClients.delete(c);
     },
+    transportSockets: [],
   };
   pusher.connection.bind('message', (ev) => c.frames.push(ev));
   pusher.connection.bind('state_change', (s) => c.states.push(s));
+  pusher.connection.bind('connected', () => {
+    const conn = pusher.connection.connection;
+    if (conn && conn.transport && conn.transport.socket) c.transportSockets.push(conn.transport.socket);
+  });
   pusher.connection.bind('error', (e) => c.errors.push(e));
+  pusher.user.watchlist.bind('online', (e) => c.watchlist.push(e));
+  pusher.user.watchlist.bind('offline', (e) => c.watchlist.push(e));
+  pusher.user.bind_global((event, data) => c.userEvents.push({ event, data }));
   openClients.add(c);
   return c;
 }
@@ -260,6 +342,7 @@ function closeAllClients() {
   for (const c of openClients) {
     try {
       c.pusher.disconnect();
+      releaseCloseTimers(c);
     } catch {}
   }
   openClients.clear();
@@ -341,6 +424,7 @@ module.exports = {
   WAIT,
   client,
   closeAllClients,
+  eventually,
   json,
   python,
   pythonOk,

@@ -2,7 +2,7 @@
 // Starts the real herald binary for one test file: writes a TOML config with the compat apps
 // to a temp dir, picks a free port, waits for GET /health, and always stops the process.
 
-const { spawn } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
@@ -56,13 +56,22 @@ function tomlString(s) {
   return JSON.stringify(String(s)); // JSON string escapes are valid TOML basic-string escapes
 }
 
-function configToml(apps) {
-  const lines = [
+/**
+ * The TOML config herald is started with.
+ *  - apps: the app table; an app's optional `toml` string is appended inside its [[apps]] entry
+ *    (e.g. `enable_watchlist_events = true`, or `[[apps.webhooks]]` sub-tables)
+ *  - topLevelToml: keys that must precede every table (e.g. `adapter = "redis"`)
+ *  - extraToml: more top-level tables after the apps (e.g. `[redis]`, `[webhooks]`)
+ */
+function configToml(apps, { topLevelToml = '', extraToml = '' } = {}) {
+  const lines = [];
+  if (topLevelToml) lines.push(topLevelToml, '');
+  lines.push(
     '[server]',
     `host = ${tomlString(HOST)}`,
     'shutdown_timeout = 2',
     '',
-  ];
+  );
   for (const a of Object.values(apps)) {
     lines.push(
       '[[apps]]',
@@ -73,8 +82,24 @@ function configToml(apps) {
       `enable_client_messages = ${a.clientEvents ? 'true' : 'false'}`,
       '',
     );
+    if (a.toml) lines.push(a.toml, '');
   }
+  if (extraToml) lines.push(extraToml, '');
   return lines.join('\n');
+}
+
+/**
+ * The compat apps with extra TOML for some of them, by name:
+ * appsWith({ main: 'enable_subscription_count = true' }).
+ */
+function appsWith(extra) {
+  const apps = {};
+  for (const [name, a] of Object.entries(APPS)) apps[name] = { ...a };
+  for (const [name, toml] of Object.entries(extra)) {
+    if (!apps[name]) throw new Error(`appsWith(): no app named ${name}`);
+    apps[name].toml = [apps[name].toml, toml].filter(Boolean).join('\n');
+  }
+  return apps;
 }
 
 function freePort() {
@@ -128,7 +153,8 @@ function installExitHook() {
 
 /**
  * Starts herald with the compat apps. Returns { host, port, apps, httpUrl, stop(), output() }.
- * Options: { apps } to override the app table (e.g. a different secret than the SDKs use).
+ * Options: { apps } to override the app table (e.g. a different secret than the SDKs use, or
+ * appsWith(...) for per-app keys); { topLevelToml, extraToml } for more config (see configToml).
  */
 async function startServer(options = {}) {
   const bin = resolveBinary();
@@ -136,7 +162,7 @@ async function startServer(options = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-compat-'));
   const configFile = path.join(dir, 'config.toml');
   tempDirs.add(dir);
-  fs.writeFileSync(configFile, configToml(apps));
+  fs.writeFileSync(configFile, configToml(apps, options));
   installExitHook();
 
   let lastError;
@@ -237,13 +263,113 @@ async function launch(bin, configFile, port, apps, dir) {
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// redis-server for the multi-node tests
+
+const REDIS_MISSING =
+  "redis-server is not installed: install Debian's redis-server package (apt-get install redis-server)";
+
+function redisServerBinary() {
+  const r = spawnSync('redis-server', ['--version'], { encoding: 'utf8', timeout: 5_000 });
+  if (r.error || r.status !== 0) throw new Error(`${REDIS_MISSING} (${r.error ? r.error.message : r.stderr})`);
+  return 'redis-server';
+}
+
+/** Resolves true once redis answers PING with +PONG on 127.0.0.1:port. */
+function redisPing(port, timeoutMs) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: HOST, port });
+    let got = '';
+    const done = (ok) => {
+      clearTimeout(t);
+      sock.destroy();
+      resolve(ok);
+    };
+    const t = setTimeout(() => done(false), timeoutMs);
+    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (c) => {
+      got += c.toString('utf8');
+      if (got.includes('\r\n')) done(got.startsWith('+PONG'));
+    });
+    sock.on('error', () => done(false));
+  });
+}
+
+/**
+ * Starts a private redis-server on a free 127.0.0.1 port, without persistence. Returns
+ * { port, url, stop(), output() }; stop() kills it (also done at process exit).
+ */
+async function startRedis() {
+  const bin = redisServerBinary();
+  installExitHook();
+  let lastError;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-compat-redis-'));
+    tempDirs.add(dir);
+    const child = spawn(
+      bin,
+      ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    live.add(child);
+    let output = '';
+    const keep = (c) => {
+      output += c;
+      if (output.length > 100_000) output = output.slice(-50_000);
+    };
+    child.stdout.setEncoding('utf8').on('data', keep);
+    child.stderr.setEncoding('utf8').on('data', keep);
+    let exited = null;
+    const exitPromise = new Promise((resolve) => {
+      const onEnd = (info) => {
+        exited = info;
+        live.delete(child);
+        resolve(info);
+      };
+      child.on('exit', (code, signal) => onEnd({ code, signal }));
+      child.on('error', (err) => onEnd({ code: null, signal: null, error: err.message }));
+    });
+    const stop = async () => {
+      if (!exited) {
+        child.kill('SIGKILL');
+        await exitPromise;
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+      tempDirs.delete(dir);
+    };
+
+    const deadline = Date.now() + 10_000;
+    let ready = false;
+    while (Date.now() < deadline && !exited) {
+      if (await redisPing(port, 500)) {
+        ready = true;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50)); // poll interval, not synchronisation
+    }
+    if (ready) {
+      return { port, url: `redis://${HOST}:${port}/0`, stop, output: () => output };
+    }
+    await stop();
+    lastError = new Error(
+      `redis-server did not answer PING on ${HOST}:${port} within 10 s (exit: ${JSON.stringify(exited)}):\n${output}`,
+    );
+    if (!/in use|bind/i.test(output)) break;
+  }
+  throw lastError;
+}
+
 module.exports = {
   APPS,
   COMPAT_DIR,
   ENCRYPTION_MASTER_KEY_BASE64,
   HOST,
+  appsWith,
   configToml,
   freePort,
   resolveBinary,
+  startRedis,
   startServer,
+  tomlString,
 };

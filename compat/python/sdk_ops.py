@@ -17,7 +17,17 @@ import sys
 import pusher
 from pusher import errors
 
-ALLOWED = {"trigger", "trigger_batch", "channels_info", "channel_info", "users_info"}
+ALLOWED = {
+    "trigger",
+    "trigger_batch",
+    "channels_info",
+    "channel_info",
+    "users_info",
+    "send_to_user",
+    "terminate_user_connections",
+    # validate_webhook(key, signature, body): the decoded body, or None when it is not valid
+    "validate_webhook",
+}
 
 
 def main():

@@ -5,88 +5,23 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startServer } = require('../lib/harness');
 const h = require('../lib/clients');
+const E = require('../lib/echo');
 
 let server;
 let api;
-let Echo;
-const echos = [];
 before(async () => {
-  // ESM import: laravel-echo 2.5's `require` entry (dist/echo.common.js) uses `exports` inside a
-  // "type": "module" package, so Node cannot load it with require().
-  Echo = (await import('laravel-echo')).default;
+  await E.loadEcho();
   server = await startServer();
   api = h.sdk(server);
 });
 after(async () => {
-  for (const e of echos) e.disconnect();
+  E.disconnectAll();
   await h.teardown(server);
 });
 
-/**
- * An Echo instance. `user` is the Laravel user ({id, name}) for presence channels; authStyle
- * picks the pusher-js hook: 'customHandler' (channelAuthorization) or 'authorizer' (the form
- * Laravel's docs show).
- */
-function echo(name, { user, authStyle = 'customHandler' } = {}) {
-  const sign = (socketId, channelName) =>
-    api.authorizeChannel(
-      socketId,
-      channelName,
-      channelName.startsWith('presence-') ? { user_id: user.id, user_info: user } : undefined,
-    );
-  const auth =
-    authStyle === 'authorizer'
-      ? {
-          authorizer: (channel) => ({
-            authorize: (socketId, callback) => callback(null, sign(socketId, channel.name)),
-          }),
-        }
-      : { channelAuthorization: { customHandler: (p, cb) => cb(null, sign(p.socketId, p.channelName)) } };
-  const e = new Echo({
-    broadcaster: 'pusher',
-    key: server.apps.main.key,
-    Pusher: h.Pusher,
-    wsHost: server.host,
-    wsPort: server.port,
-    forceTLS: false,
-    enabledTransports: ['ws'],
-    cluster: '',
-    enableStats: false,
-    ...auth,
-  });
-  echos.push(e);
-  const pusher = e.connector.pusher;
-  const frames = new h.Recorder(`frames of echo ${name}`);
-  pusher.connection.bind('message', (m) => frames.push(m));
-  e.frames = frames;
-  e.connected = () =>
-    h.withTimeout(
-      new Promise((resolve) => {
-        if (pusher.connection.state === 'connected') return resolve(e.socketId());
-        pusher.connection.bind('connected', () => resolve(e.socketId()));
-      }),
-      h.WAIT,
-      `echo ${name} connected`,
-    );
-  e.barrier = async () => {
-    const from = frames.items.length;
-    pusher.send_event('pusher:ping', {});
-    await frames.find((f) => f.event === 'pusher:pong', 'pong', { from });
-  };
-  return e;
-}
-
-/** Call right after creating the Echo channel, before yielding, or the event may be missed. */
-function subscribed(channel, what) {
-  return h.withTimeout(
-    new Promise((resolve, reject) => {
-      channel.subscribed(resolve);
-      channel.error((err) => reject(new Error(`${what}: ${JSON.stringify(err)}`)));
-    }),
-    h.WAIT,
-    what,
-  );
-}
+/** An Echo instance on this file's server, signing with `api` (see lib/echo.js). */
+const echo = (name, options = {}) => E.echo(server, name, { signer: api, ...options });
+const { subscribed } = E;
 
 test('private(...).listen: namespaced Laravel event name and dotted exact name', async () => {
   const name = h.uid('orders.');

@@ -35,10 +35,14 @@ pub struct Upgrade {
     pub protocol: Option<String>,
 }
 
+/// Bytes read per socket read. Clients send small frames (subscribe, pings, client events), and
+/// the buffer is allocated up front for every connection, so it is kept small.
+const READ_BUFFER: usize = 512;
+
 /// WebSocket settings for small idle connections with bounded inbound messages.
 pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(Some(max_message_bytes))

@@ -11,6 +11,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 
 use super::DrainGuard;
@@ -90,22 +91,41 @@ pub fn upgrade(
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let max_message = state.config.limits.max_message_bytes;
-    tokio::spawn(async move {
+    let fut = async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = connection::ws_config(max_message);
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                connection::serve(ws, up, state).await;
+                // Take the TCP stream back from hyper: this frees hyper's connection buffers
+                // (the bulk of an idle connection's memory otherwise) and a layer of indirection.
+                match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    Ok(parts) => {
+                        let stream = parts.io.into_inner();
+                        // `read_buf` shares hyper's 8 KiB read buffer: copy what the client
+                        // already sent and let the buffer go before the connection lives on.
+                        let early = (!parts.read_buf.is_empty()).then(|| parts.read_buf.to_vec());
+                        drop(parts.read_buf);
+                        let ws = match early {
+                            None => WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await,
+                            Some(early) => {
+                                WebSocketStream::from_partially_read(stream, early, Role::Server, Some(config)).await
+                            }
+                        };
+                        connection::serve(ws, up, state).await;
+                    }
+                    Err(upgraded) => {
+                        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                        connection::serve(ws, up, state).await;
+                    }
+                }
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
         drop(guard);
-    });
+    };
+    if std::env::var_os("HERALD_DEBUG_SIZES").is_some() {
+        eprintln!("upgrade task future: {} bytes", std::mem::size_of_val(&fut));
+    }
+    tokio::spawn(fut);
     let mut res = Response::new(Full::new(Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();

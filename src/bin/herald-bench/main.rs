@@ -1,0 +1,133 @@
+//! `herald-bench`: the load tool. One subcommand per scenario; talks only to 127.0.0.0/8,
+//! bounded in connections and time; prints a human summary, the targets side by side, and one
+//! JSON line.
+
+mod client;
+mod measure;
+mod scenarios;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "herald-bench", about = "Load scenarios for herald (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+/// Where the server is and how to sign.
+#[derive(Args, Clone, Debug)]
+pub struct Target {
+    /// Server address (host:port); must be on 127.0.0.0/8.
+    #[arg(long, default_value = "127.0.0.1:6001")]
+    pub addr: String,
+    /// App id, key and secret.
+    #[arg(long, default_value = "app-id")]
+    pub app_id: String,
+    #[arg(long, default_value = "app-key")]
+    pub key: String,
+    #[arg(long, default_value = "app-secret")]
+    pub secret: String,
+    /// The server's pid, to read its RSS and CPU from /proc.
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// N idle subscribed connections: open rate and server RSS per connection.
+    Idle {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 100)]
+        channels: usize,
+        /// Loopback source addresses to spread over (127.0.0.2 …), past the ephemeral-port limit.
+        #[arg(long, default_value_t = 4)]
+        sources: u8,
+        /// Connections opened concurrently.
+        #[arg(long, default_value_t = 256)]
+        parallel: usize,
+    },
+    /// S subscribers, triggers at a fixed rate: delivery, loss, duplicates, latency.
+    Fanout {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// S subscribers, triggers as fast as possible: triggers/s, deliveries/s, loss.
+    Flood {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Signed REST triggers with no subscribers over keep-alive connections.
+    Trigger {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Subscribers spread over several nodes, publishing through the first.
+    Cluster {
+        #[command(flatten)]
+        target: Target,
+        /// Other nodes (host:port), comma separated; `--addr` is the publishing node.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        channels: usize,
+        #[arg(long, default_value_t = 9)]
+        per_channel: usize,
+        #[arg(long, default_value_t = 5000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.scenario {
+            Scenario::Idle { target, connections, channels, sources, parallel } => {
+                scenarios::idle(target, connections, channels, sources, parallel).await
+            }
+            Scenario::Fanout { target, subscribers, rate, seconds } => scenarios::fanout(target, subscribers, rate, seconds).await,
+            Scenario::Flood { target, subscribers, publishers, seconds } => {
+                scenarios::flood(target, subscribers, publishers, seconds).await
+            }
+            Scenario::Trigger { target, connections, seconds } => scenarios::trigger(target, connections, seconds).await,
+            Scenario::Cluster { target, nodes, channels, per_channel, rate, seconds } => {
+                scenarios::cluster(target, nodes, channels, per_channel, rate, seconds).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
