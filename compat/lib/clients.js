@@ -246,6 +246,8 @@ function client(server, options = {}) {
     userEvents: new Recorder(`user events of ${options.name || 'client'}`),
     authLog,
     signinLog,
+    /** pusher-js's transport sockets, one per connection (see releaseCloseTimers). */
+    transportSockets: [],
     get socketId() {
       return pusher.connection.socket_id;
     },
@@ -321,7 +323,6 @@ function client(server, options = {}) {
       releaseCloseTimers(c);
       openClients.delete(c);
     },
-    transportSockets: [],
   };
   pusher.connection.bind('message', (ev) => c.frames.push(ev));
   pusher.connection.bind('state_change', (s) => c.states.push(s));

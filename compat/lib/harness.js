@@ -1,6 +1,7 @@
 'use strict';
 // Starts the real herald binary for one test file: writes a TOML config with the compat apps
-// to a temp dir, picks a free port, waits for GET /health, and always stops the process.
+// to a temp dir, picks a free port, waits for GET /health, and always stops the process. Also
+// starts private redis-server processes for the multi-node tests.
 
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');

@@ -37,7 +37,7 @@ pub struct Upgrade {
 
 /// Bytes read per socket read. Clients send small frames (subscribe, pings, client events), and
 /// the buffer is allocated up front for every connection, so it is kept small.
-const READ_BUFFER: usize = 512;
+const READ_BUFFER: usize = 256;
 
 /// WebSocket settings for small idle connections with bounded inbound messages.
 pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
@@ -58,31 +58,33 @@ where
         Ok(app) => app,
         Err(reason) => {
             tracing::debug!(code = reason.code(), key = ?up.key, "connection refused");
-            close(&mut ws, reason.code(), reason.message()).await;
+            Box::pin(close(&mut ws, reason.code(), reason.message())).await;
             return;
         }
     };
+    // The upgrade's strings are not needed any more; free them for the connection's lifetime.
+    drop(up);
     let app_hub = state.hub.app(&app.id);
     if !app_hub.add_connection(app.max_connections) {
         state.remove_connection();
         let r = CloseReason::OverQuota;
         tracing::warn!(app = %app.id, "app over connection quota");
-        close(&mut ws, r.code(), r.message()).await;
+        Box::pin(close(&mut ws, r.code(), r.message())).await;
         return;
     }
     let id = state.ids.next_id();
-    let (outbox, rx) = Outbox::new(id, state.config.server.outbox_capacity);
+    let outbox = Outbox::new(id, state.config.server.outbox_capacity);
     let outbox = Arc::new(outbox);
     tracing::debug!(app = %app.id, socket_id = %id, "connection opened");
     let mut session = Session::new(state.clone(), app.clone(), outbox.clone());
-    let reason = run(&mut ws, &state, &mut session, &outbox, rx).await;
+    let reason = run(&mut ws, &state, &mut session, &outbox).await;
     // Leave every channel before the (possibly slow) closing handshake, so counts and presence
     // are right at once.
-    session.close().await;
+    Box::pin(session.close()).await;
     match reason {
         Some(r) => {
             tracing::debug!(app = %app.id, socket_id = %id, code = r.0, "closing connection");
-            close(&mut ws, r.0, r.1).await;
+            Box::pin(close(&mut ws, r.0, r.1)).await;
         }
         None => tracing::debug!(app = %app.id, socket_id = %id, "connection closed by client"),
     }
@@ -113,7 +115,6 @@ async fn run<S>(
     state: &State,
     session: &mut Session,
     outbox: &Arc<Outbox>,
-    mut rx: tokio::sync::mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>,
 ) -> Option<(u16, &'static str)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -158,7 +159,8 @@ where
                 last_seen = Instant::now();
                 pinged = false;
                 match msg {
-                    Message::Text(t) => session.handle_text(t.as_str()).await,
+                    // Boxed: a rare, large state machine that would otherwise sit in every idle task.
+                    Message::Text(t) => Box::pin(session.handle_text(t.as_str())).await,
                     Message::Binary(_) => tracing::debug!(socket_id = %outbox.id, "binary frame ignored"),
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
                         // tungstenite queued the Pong reply; send it now.
@@ -172,8 +174,7 @@ where
                     }
                 }
             }
-            frame = rx.recv() => {
-                let frame = frame?;
+            _ = outbox.readable() => {
                 // A client that stops reading blocks this write; eviction, shutdown and a stall
                 // limit must still be able to end it.
                 tokio::select! {
@@ -183,7 +184,7 @@ where
                         tracing::warn!(socket_id = %outbox.id, "write stalled; evicting");
                         return reason(CloseReason::SlowConsumer);
                     }
-                    r = write_batch(ws, frame, &mut rx) => if r.is_err() { return None },
+                    r = write_batch(ws, outbox) => if r.is_err() { return None },
                 }
             }
             () = &mut timer => {
@@ -221,20 +222,15 @@ async fn must_close(
     Some((r.code(), r.message()))
 }
 
-/// Writes one frame plus whatever else is already queued, then flushes once.
-async fn write_batch<S>(
-    ws: &mut WebSocketStream<S>,
-    first: tokio_tungstenite::tungstenite::Utf8Bytes,
-    rx: &mut tokio::sync::mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>,
-) -> Result<(), WsError>
+/// Writes what is queued (up to [`WRITE_BATCH`] frames), then flushes once.
+async fn write_batch<S>(ws: &mut WebSocketStream<S>, outbox: &Outbox) -> Result<(), WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    ws.feed(Message::Text(first)).await?;
-    for _ in 1..WRITE_BATCH {
-        match rx.try_recv() {
-            Ok(f) => ws.feed(Message::Text(f)).await?,
-            Err(_) => break,
+    for _ in 0..WRITE_BATCH {
+        match outbox.pop() {
+            Some(f) => ws.feed(Message::Text(f)).await?,
+            None => break,
         }
     }
     ws.flush().await

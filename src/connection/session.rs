@@ -1,7 +1,6 @@
 //! One connection's protocol state: its subscriptions, signed-in user and rate limit, and the
 //! handling of every message it sends.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -29,30 +28,69 @@ struct Subscription {
     implicit: bool,
 }
 
+/// A connection's subscriptions: a small vector (most connections have a handful), sized
+/// exactly so an idle connection carries no spare capacity.
+#[derive(Debug, Default)]
+struct Subscriptions(Vec<(String, Subscription)>);
+
+impl Subscriptions {
+    fn position(&self, name: &str) -> Option<usize> {
+        self.0.iter().position(|(n, _)| n == name)
+    }
+
+    fn get(&self, name: &str) -> Option<&Subscription> {
+        self.position(name).map(|i| &self.0[i].1)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Subscription> {
+        self.position(name).map(|i| &mut self.0[i].1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn insert(&mut self, name: String, sub: Subscription) {
+        match self.position(&name) {
+            Some(i) => self.0[i].1 = sub,
+            None => {
+                self.0.reserve_exact(1);
+                self.0.push((name, sub));
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Subscription> {
+        self.position(name).map(|i| self.0.swap_remove(i).1)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
 /// Per-connection protocol state.
 pub struct Session {
     state: Arc<State>,
     app: Arc<App>,
     outbox: Arc<Outbox>,
-    /// `socket_id` as text, for signatures.
-    socket_id: String,
-    subscriptions: HashMap<String, Subscription>,
-    user: Option<UserData>,
+    subscriptions: Subscriptions,
+    user: Option<Box<UserData>>,
     /// Signed in, or subscribed to a private/presence channel (authorized connections).
     authorized: bool,
-    /// Client-event rate limiter, created on the first client event.
-    limiter: Option<DefaultDirectRateLimiter>,
+    /// Client-event rate limiter, created on the first client event (boxed: most connections
+    /// never send one, and this struct lives in every connection's task).
+    limiter: Option<Box<DefaultDirectRateLimiter>>,
 }
 
 impl Session {
     /// State for a freshly established connection.
     pub fn new(state: Arc<State>, app: Arc<App>, outbox: Arc<Outbox>) -> Session {
         Session {
-            socket_id: outbox.id.to_string(),
             state,
             app,
             outbox,
-            subscriptions: HashMap::new(),
+            subscriptions: Subscriptions::default(),
             user: None,
             authorized: false,
             limiter: None,
@@ -61,6 +99,11 @@ impl Session {
 
     fn id(&self) -> SocketId {
         self.outbox.id
+    }
+
+    /// `socket_id` as text, for signatures (built when needed: idle connections do not carry it).
+    fn socket_id(&self) -> String {
+        self.outbox.id.to_string()
     }
 
     fn reply(&self, frame: String) {
@@ -96,7 +139,7 @@ impl Session {
     }
 
     fn reject(&self, e: &ProtocolError, channel: Option<&str>) {
-        tracing::debug!(app = %self.app.id, socket_id = %self.socket_id, error = %e.message(), "message rejected");
+        tracing::debug!(app = %self.app.id, socket_id = %self.id(), error = %e.message(), "message rejected");
         let channel = e.channel().or(channel.filter(|c| !c.is_empty()));
         self.reply(outbound::error(e.code(), &e.message(), channel));
     }
@@ -153,7 +196,7 @@ impl Session {
             ChannelKind::Public => None,
             ChannelKind::Private | ChannelKind::Encrypted => {
                 let auth = auth.ok_or_else(|| ProtocolError::AuthRequired(name.clone()))?;
-                self.verify(&auth, &auth::channel_string(&self.socket_id, &name))?;
+                self.verify(&auth, &auth::channel_string(&self.socket_id(), &name))?;
                 None
             }
             ChannelKind::Presence => {
@@ -232,12 +275,12 @@ impl Session {
         };
         match (channel_data, &self.user) {
             (Some(data), _) => {
-                self.verify(auth, &auth::presence_string(&self.socket_id, name, data))?;
+                self.verify(auth, &auth::presence_string(&self.socket_id(), name, data))?;
                 presence::parse_channel_data(data, limits)
                     .map_err(ProtocolError::InvalidChannelData)
             }
             (None, Some(user)) => {
-                self.verify(auth, &auth::channel_string(&self.socket_id, name))?;
+                self.verify(auth, &auth::channel_string(&self.socket_id(), name))?;
                 Ok(Member {
                     user_id: user.id.clone(),
                     user_info: user.info.clone(),
@@ -302,7 +345,7 @@ impl Session {
 
     /// Leaves everything and signs out (the connection is closing).
     pub async fn close(&mut self) {
-        let names: Vec<String> = self.subscriptions.keys().cloned().collect();
+        let names = self.subscriptions.names();
         for name in names {
             self.leave(&name).await;
         }
@@ -332,7 +375,7 @@ impl Session {
     }
 
     async fn signin(&mut self, auth: &str, raw: String) -> Result<(), ProtocolError> {
-        self.verify(auth, &auth::signin_string(&self.socket_id, &raw))?;
+        self.verify(auth, &auth::signin_string(&self.socket_id(), &raw))?;
         let limits = &self.app.limits;
         let user = presence::parse_user_data(
             &raw,
@@ -391,7 +434,7 @@ impl Session {
                 None,
             );
         }
-        self.user = Some(user);
+        self.user = Some(Box::new(user));
         Ok(())
     }
 
@@ -425,7 +468,7 @@ impl Session {
         let per_second = limits.client_events_per_second;
         let limiter = self.limiter.get_or_insert_with(|| {
             let n = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-            RateLimiter::direct(Quota::per_second(n))
+            Box::new(RateLimiter::direct(Quota::per_second(n)))
         });
         if limiter.check().is_err() {
             return Err(ProtocolError::RateLimited);
@@ -435,7 +478,7 @@ impl Session {
                 channel: channel.clone(),
                 event: event.clone(),
                 data: data.clone(),
-                socket_id: self.socket_id.clone(),
+                socket_id: self.socket_id(),
                 user_id: user_id.clone(),
             });
         }

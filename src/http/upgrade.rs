@@ -9,9 +9,9 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 
 use super::DrainGuard;
@@ -105,15 +105,29 @@ pub fn upgrade(
                         let early = (!parts.read_buf.is_empty()).then(|| parts.read_buf.to_vec());
                         drop(parts.read_buf);
                         let ws = match early {
-                            None => WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await,
+                            None => {
+                                WebSocketStream::from_raw_socket(stream, Role::Server, Some(config))
+                                    .await
+                            }
                             Some(early) => {
-                                WebSocketStream::from_partially_read(stream, early, Role::Server, Some(config)).await
+                                WebSocketStream::from_partially_read(
+                                    stream,
+                                    early,
+                                    Role::Server,
+                                    Some(config),
+                                )
+                                .await
                             }
                         };
                         connection::serve(ws, up, state).await;
                     }
                     Err(upgraded) => {
-                        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                        let ws = WebSocketStream::from_raw_socket(
+                            TokioIo::new(upgraded),
+                            Role::Server,
+                            Some(config),
+                        )
+                        .await;
                         connection::serve(ws, up, state).await;
                     }
                 }
@@ -122,9 +136,6 @@ pub fn upgrade(
         }
         drop(guard);
     };
-    if std::env::var_os("HERALD_DEBUG_SIZES").is_some() {
-        eprintln!("upgrade task future: {} bytes", std::mem::size_of_val(&fut));
-    }
     tokio::spawn(fut);
     let mut res = Response::new(Full::new(Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

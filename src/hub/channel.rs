@@ -176,7 +176,7 @@ mod tests {
     use serde_json::json;
 
     fn conn(seq: u64) -> Arc<Outbox> {
-        Arc::new(Outbox::new(SocketId { node: 1, seq }, 8).0)
+        Arc::new(Outbox::new(SocketId { node: 1, seq }, 8))
     }
 
     fn member(id: &str) -> Member {

@@ -123,14 +123,18 @@ impl Users {
 mod tests {
     use super::*;
 
-    fn conn(
-        seq: u64,
-    ) -> (
-        Arc<Outbox>,
-        tokio::sync::mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>,
-    ) {
-        let (o, rx) = Outbox::new(SocketId { node: 1, seq }, 16);
-        (Arc::new(o), rx)
+    /// Reads what the hub queued for a connection.
+    struct Rx(Arc<Outbox>);
+
+    impl Rx {
+        fn try_recv(&mut self) -> Result<tokio_tungstenite::tungstenite::Utf8Bytes, ()> {
+            self.0.pop().ok_or(())
+        }
+    }
+
+    fn conn(seq: u64) -> (Arc<Outbox>, Rx) {
+        let o = Arc::new(Outbox::new(SocketId { node: 1, seq }, 16));
+        (o.clone(), Rx(o))
     }
 
     #[test]

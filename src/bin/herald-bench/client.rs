@@ -24,14 +24,21 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub fn loopback(addr: &str) -> Result<SocketAddr, Error> {
     let a: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
     if !a.ip().is_loopback() {
-        return Err(format!("{addr} is not on 127.0.0.0/8: herald-bench only loads loopback").into());
+        return Err(
+            format!("{addr} is not on 127.0.0.0/8: herald-bench only loads loopback").into(),
+        );
     }
     Ok(a)
 }
 
 /// Source address number `i` of `n` (127.0.0.2 …), so many connections fit in the port range.
 pub fn source(i: usize, n: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(n.max(1))) as u8))
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        0,
+        2 + (i % usize::from(n.max(1))) as u8,
+    ))
 }
 
 /// Opens a WebSocket from `from` and reads `connection_established`.
@@ -40,9 +47,12 @@ pub async fn connect(to: SocketAddr, from: IpAddr, key: &str) -> Result<Ws, Erro
     sock.bind(SocketAddr::new(from, 0))?;
     let stream = sock.connect(to).await?;
     stream.set_nodelay(true)?;
-    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
     let url = format!("ws://{to}/app/{key}?protocol=7&client=herald-bench&version=1");
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
     match ws.next().await {
         Some(Ok(Message::Text(t))) if t.as_str().contains("connection_established") => Ok(ws),
         other => Err(format!("no connection_established: {other:?}").into()),
@@ -51,12 +61,17 @@ pub async fn connect(to: SocketAddr, from: IpAddr, key: &str) -> Result<Ws, Erro
 
 /// Subscribes to a public channel and waits for the confirmation.
 pub async fn subscribe(ws: &mut Ws, channel: &str) -> Result<(), Error> {
-    let frame = serde_json::json!({"event": "pusher:subscribe", "data": {"auth": "", "channel": channel}});
+    let frame =
+        serde_json::json!({"event": "pusher:subscribe", "data": {"auth": "", "channel": channel}});
     ws.send(Message::Text(frame.to_string().into())).await?;
     loop {
         match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.as_str().contains("subscription_succeeded") => return Ok(()),
-            Some(Ok(Message::Text(t))) if t.as_str().contains("pusher:error") => return Err(t.to_string().into()),
+            Some(Ok(Message::Text(t))) if t.as_str().contains("subscription_succeeded") => {
+                return Ok(())
+            }
+            Some(Ok(Message::Text(t))) if t.as_str().contains("pusher:error") => {
+                return Err(t.to_string().into())
+            }
             Some(Ok(_)) => continue,
             other => return Err(format!("subscribe failed: {other:?}").into()),
         }
@@ -88,7 +103,12 @@ pub struct Seen {
 
 /// Reads events named `bench` until `stop` resolves or the socket closes; `total` bounds the
 /// sequence numbers (for duplicate detection).
-pub async fn consume(mut ws: Ws, epoch: Instant, total: u64, stop: tokio::sync::watch::Receiver<bool>) -> Seen {
+pub async fn consume(
+    mut ws: Ws,
+    epoch: Instant,
+    total: u64,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Seen {
     let mut seen = Seen::default();
     let mut bits = vec![0u64; (total as usize).div_ceil(64).max(1)];
     let mut stop = stop;
@@ -100,11 +120,16 @@ pub async fn consume(mut ws: Ws, epoch: Instant, total: u64, stop: tokio::sync::
         match msg {
             Some(Ok(Message::Text(t))) => {
                 let now = epoch.elapsed().as_micros() as u64;
-                let Ok(f) = serde_json::from_str::<Frame>(t.as_str()) else { continue };
+                let Ok(f) = serde_json::from_str::<Frame>(t.as_str()) else {
+                    continue;
+                };
                 if f.event != "bench" {
                     continue;
                 }
-                let Some(stamp) = f.data.and_then(|d| serde_json::from_str::<Stamp>(&d).ok()) else { continue };
+                let Some(stamp) = f.data.and_then(|d| serde_json::from_str::<Stamp>(&d).ok())
+                else {
+                    continue;
+                };
                 let (w, b) = ((stamp.s / 64) as usize, stamp.s % 64);
                 if let Some(word) = bits.get_mut(w) {
                     if *word & (1 << b) != 0 {
@@ -114,7 +139,8 @@ pub async fn consume(mut ws: Ws, epoch: Instant, total: u64, stop: tokio::sync::
                     *word |= 1 << b;
                 }
                 seen.received += 1;
-                seen.latencies_us.push(now.saturating_sub(stamp.t).min(u64::from(u32::MAX)) as u32);
+                seen.latencies_us
+                    .push(now.saturating_sub(stamp.t).min(u64::from(u32::MAX)) as u32);
             }
             Some(Ok(Message::Close(f))) => {
                 seen.closed_with = f.map(|f| u16::from(f.code));
@@ -140,12 +166,17 @@ impl Publisher {
         stream.set_nodelay(true)?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        Ok(Publisher { sender, target: target.clone(), path: format!("/apps/{}/events", target.app_id) })
+        Ok(Publisher {
+            sender,
+            target: target.clone(),
+            path: format!("/apps/{}/events", target.app_id),
+        })
     }
 
     /// Sends one trigger; returns the HTTP status.
     pub async fn trigger(&mut self, channel: &str, data: &str) -> Result<u16, Error> {
-        let body = serde_json::json!({"name": "bench", "channel": channel, "data": data}).to_string();
+        let body =
+            serde_json::json!({"name": "bench", "channel": channel, "data": data}).to_string();
         let query = signed_query("POST", &self.path, body.as_bytes(), &self.target);
         let req = hyper::Request::post(format!("{}?{query}", self.path))
             .header("host", "127.0.0.1")
@@ -161,9 +192,15 @@ impl Publisher {
 
 fn signed_query(method: &str, path: &str, body: &[u8], t: &Target) -> String {
     use md5::Digest;
-    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let md5 = hex::encode(md5::Md5::digest(body));
-    let q = format!("auth_key={}&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}", t.key);
+    let q = format!(
+        "auth_key={}&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}",
+        t.key
+    );
     let sig = herald::auth::sign(&t.secret, format!("{method}\n{path}\n{q}").as_bytes());
     format!("{q}&auth_signature={sig}")
 }

@@ -9,7 +9,10 @@ mod scenarios;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "herald-bench", about = "Load scenarios for herald (loopback only)")]
+#[command(
+    name = "herald-bench",
+    about = "Load scenarios for herald (loopback only)"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -101,7 +104,10 @@ enum Scenario {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("runtime: {e}");
@@ -110,17 +116,38 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.scenario {
-            Scenario::Idle { target, connections, channels, sources, parallel } => {
-                scenarios::idle(target, connections, channels, sources, parallel).await
-            }
-            Scenario::Fanout { target, subscribers, rate, seconds } => scenarios::fanout(target, subscribers, rate, seconds).await,
-            Scenario::Flood { target, subscribers, publishers, seconds } => {
-                scenarios::flood(target, subscribers, publishers, seconds).await
-            }
-            Scenario::Trigger { target, connections, seconds } => scenarios::trigger(target, connections, seconds).await,
-            Scenario::Cluster { target, nodes, channels, per_channel, rate, seconds } => {
-                scenarios::cluster(target, nodes, channels, per_channel, rate, seconds).await
-            }
+            Scenario::Idle {
+                target,
+                connections,
+                channels,
+                sources,
+                parallel,
+            } => scenarios::idle(target, connections, channels, sources, parallel).await,
+            Scenario::Fanout {
+                target,
+                subscribers,
+                rate,
+                seconds,
+            } => scenarios::fanout(target, subscribers, rate, seconds).await,
+            Scenario::Flood {
+                target,
+                subscribers,
+                publishers,
+                seconds,
+            } => scenarios::flood(target, subscribers, publishers, seconds).await,
+            Scenario::Trigger {
+                target,
+                connections,
+                seconds,
+            } => scenarios::trigger(target, connections, seconds).await,
+            Scenario::Cluster {
+                target,
+                nodes,
+                channels,
+                per_channel,
+                rate,
+                seconds,
+            } => scenarios::cluster(target, nodes, channels, per_channel, rate, seconds).await,
         }
     });
     match result {

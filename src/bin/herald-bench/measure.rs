@@ -27,7 +27,10 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 
 /// CPU seconds (user + system) of a process; clock ticks assumed 100 Hz (Linux default).
 pub fn cpu_secs(pid: Option<u32>) -> Option<f64> {
-    let path = pid.map_or_else(|| "/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_string(),
+        |p| format!("/proc/{p}/stat"),
+    );
     let s = std::fs::read_to_string(path).ok()?;
     let after = s.rsplit_once(')')?.1;
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -45,20 +48,31 @@ pub struct CpuMeter {
 
 impl CpuMeter {
     pub fn start(pid: Option<u32>) -> CpuMeter {
-        CpuMeter { pid, start: Instant::now(), server: pid.and_then(|p| cpu_secs(Some(p))), own: cpu_secs(None) }
+        CpuMeter {
+            pid,
+            start: Instant::now(),
+            server: pid.and_then(|p| cpu_secs(Some(p))),
+            own: cpu_secs(None),
+        }
     }
 
     /// (server %, tool %).
     pub fn stop(&self) -> (Option<f64>, Option<f64>) {
         let wall = self.start.elapsed().as_secs_f64();
         let pct = |before: Option<f64>, after: Option<f64>| Some((after? - before?) / wall * 100.0);
-        (pct(self.server, self.pid.and_then(|p| cpu_secs(Some(p)))), pct(self.own, cpu_secs(None)))
+        (
+            pct(self.server, self.pid.and_then(|p| cpu_secs(Some(p)))),
+            pct(self.own, cpu_secs(None)),
+        )
     }
 }
 
 /// Prints `name: value (target: …) ok/MISS`.
 pub fn check(name: &str, value: f64, unit: &str, target: &str, ok: bool) {
-    println!("  {name:<28} {value:>12.2} {unit:<8} target {target:<12} {}", if ok { "ok" } else { "MISS" });
+    println!(
+        "  {name:<28} {value:>12.2} {unit:<8} target {target:<12} {}",
+        if ok { "ok" } else { "MISS" }
+    );
 }
 
 /// Elapsed seconds as f64.

@@ -15,7 +15,12 @@ use crate::Target;
 /// How long subscribers may keep receiving after the last trigger.
 const DRAIN: Duration = Duration::from_secs(3);
 
-async fn open_subscribers(to: std::net::SocketAddr, key: &str, channels: &[String], sources: u8) -> Result<Vec<Ws>, Error> {
+async fn open_subscribers(
+    to: std::net::SocketAddr,
+    key: &str,
+    channels: &[String],
+    sources: u8,
+) -> Result<Vec<Ws>, Error> {
     let key = key.to_string();
     let opened: Vec<Result<Ws, Error>> = stream::iter(channels.iter().cloned().enumerate())
         .map(|(i, ch)| {
@@ -32,7 +37,13 @@ async fn open_subscribers(to: std::net::SocketAddr, key: &str, channels: &[Strin
     opened.into_iter().collect()
 }
 
-pub async fn idle(t: Target, n: usize, channels: usize, sources: u8, parallel: usize) -> Result<(), Error> {
+pub async fn idle(
+    t: Target,
+    n: usize,
+    channels: usize,
+    sources: u8,
+    parallel: usize,
+) -> Result<(), Error> {
     let to = loopback(&t.addr)?;
     let rss0 = t.pid.and_then(rss_kib);
     let started = Instant::now();
@@ -86,13 +97,22 @@ struct Run {
 }
 
 /// Starts consumers for `subs`, runs `publish`, drains, and collects what each saw.
-async fn run_with<F, Fut>(t: &Target, subs: Vec<Ws>, total_bound: u64, epoch: Instant, publish: F) -> Result<Run, Error>
+async fn run_with<F, Fut>(
+    t: &Target,
+    subs: Vec<Ws>,
+    total_bound: u64,
+    epoch: Instant,
+    publish: F,
+) -> Result<Run, Error>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<u64, Error>>,
 {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let tasks: Vec<_> = subs.into_iter().map(|ws| tokio::spawn(client::consume(ws, epoch, total_bound, stop_rx.clone()))).collect();
+    let tasks: Vec<_> = subs
+        .into_iter()
+        .map(|ws| tokio::spawn(client::consume(ws, epoch, total_bound, stop_rx.clone())))
+        .collect();
     let cpu = CpuMeter::start(t.pid);
     let started = Instant::now();
     let sent = publish().await?;
@@ -104,7 +124,12 @@ where
     for task in tasks {
         seen.push(task.await?);
     }
-    Ok(Run { seen, sent, send_secs, cpu })
+    Ok(Run {
+        seen,
+        sent,
+        send_secs,
+        cpu,
+    })
 }
 
 struct Tally {
@@ -116,7 +141,13 @@ struct Tally {
 }
 
 fn tally(run: &mut Run, expected_each: impl Fn(usize) -> u64) -> Tally {
-    let mut t = Tally { received: 0, duplicates: 0, evicted: 0, evicted_missing: 0, lat: Latencies::default() };
+    let mut t = Tally {
+        received: 0,
+        duplicates: 0,
+        evicted: 0,
+        evicted_missing: 0,
+        lat: Latencies::default(),
+    };
     for (i, s) in run.seen.iter_mut().enumerate() {
         t.received += s.received;
         t.duplicates += s.duplicates;
@@ -130,9 +161,23 @@ fn tally(run: &mut Run, expected_each: impl Fn(usize) -> u64) -> Tally {
 }
 
 fn report_latency(name: &str, lat: &mut Latencies, p99_target_ms: f64) -> serde_json::Value {
-    let (p50, p90, p99, p999, max) = (lat.pct(50.0), lat.pct(90.0), lat.pct(99.0), lat.pct(99.9), lat.pct(100.0));
-    println!("  latency ms: p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}");
-    check(&format!("{name} p99 latency"), p99, "ms", &format!("<= {p99_target_ms}"), p99 <= p99_target_ms);
+    let (p50, p90, p99, p999, max) = (
+        lat.pct(50.0),
+        lat.pct(90.0),
+        lat.pct(99.0),
+        lat.pct(99.9),
+        lat.pct(100.0),
+    );
+    println!(
+        "  latency ms: p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}"
+    );
+    check(
+        &format!("{name} p99 latency"),
+        p99,
+        "ms",
+        &format!("<= {p99_target_ms}"),
+        p99 <= p99_target_ms,
+    );
     json!({"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "p999_ms": p999, "max_ms": max})
 }
 
@@ -184,7 +229,12 @@ pub async fn fanout(t: Target, subscribers: usize, rate: u32, seconds: u64) -> R
     Ok(())
 }
 
-pub async fn flood(t: Target, subscribers: usize, publishers: usize, seconds: u64) -> Result<(), Error> {
+pub async fn flood(
+    t: Target,
+    subscribers: usize,
+    publishers: usize,
+    seconds: u64,
+) -> Result<(), Error> {
     let to = loopback(&t.addr)?;
     let channel = "bench-flood".to_string();
     let subs = open_subscribers(to, &t.key, &vec![channel.clone(); subscribers], 4).await?;
@@ -227,7 +277,13 @@ pub async fn flood(t: Target, subscribers: usize, publishers: usize, seconds: u6
         run.send_secs, tl.received, tl.evicted, tl.evicted_missing, tl.duplicates
     );
     check("triggers/s", triggers_per_s, "/s", "", true);
-    check("deliveries/s", deliveries_per_s, "/s", ">= 300000", deliveries_per_s >= 300_000.0);
+    check(
+        "deliveries/s",
+        deliveries_per_s,
+        "/s",
+        ">= 300000",
+        deliveries_per_s >= 300_000.0,
+    );
     check("silently lost", lost as f64, "msgs", "0", lost == 0);
     let lat = report_latency("flood", &mut tl.lat, f64::INFINITY);
     report_cpu(run.cpu);
@@ -272,11 +328,21 @@ pub async fn trigger(t: Target, connections: usize, seconds: u64) -> Result<(), 
     println!("trigger: {n} signed requests over {connections} keep-alive connections in {elapsed:.2} s ({} errors)", errors.load(Ordering::Relaxed));
     check("requests/s", rps, "/s", ">= 20000", rps >= 20_000.0);
     report_cpu(cpu);
-    println!("{}", json!({"scenario": "trigger", "connections": connections, "requests": n, "errors": errors.load(Ordering::Relaxed), "per_s": rps, "server_cpu_pct": cpu.0, "tool_cpu_pct": cpu.1}));
+    println!(
+        "{}",
+        json!({"scenario": "trigger", "connections": connections, "requests": n, "errors": errors.load(Ordering::Relaxed), "per_s": rps, "server_cpu_pct": cpu.0, "tool_cpu_pct": cpu.1})
+    );
     Ok(())
 }
 
-pub async fn cluster(t: Target, nodes: Vec<String>, channels: usize, per_channel: usize, rate: u32, seconds: u64) -> Result<(), Error> {
+pub async fn cluster(
+    t: Target,
+    nodes: Vec<String>,
+    channels: usize,
+    per_channel: usize,
+    rate: u32,
+    seconds: u64,
+) -> Result<(), Error> {
     let publish_to = loopback(&t.addr)?;
     let mut all = vec![publish_to];
     for n in &nodes {
@@ -288,7 +354,8 @@ pub async fn cluster(t: Target, nodes: Vec<String>, channels: usize, per_channel
     for c in 0..channels {
         for k in 0..per_channel {
             let node = all[(c * per_channel + k) % all.len()];
-            let mut ws = client::connect(node, client::source(c * per_channel + k, 4), &t.key).await?;
+            let mut ws =
+                client::connect(node, client::source(c * per_channel + k, 4), &t.key).await?;
             client::subscribe(&mut ws, &format!("cluster-{c}")).await?;
             subs.push(ws);
             sub_channel.push(c);
@@ -323,7 +390,11 @@ pub async fn cluster(t: Target, nodes: Vec<String>, channels: usize, per_channel
         Ok(total)
     })
     .await?;
-    let per_channel_count = |c: usize| (0..total).filter(|s| (*s % channels as u64) as usize == c).count() as u64;
+    let per_channel_count = |c: usize| {
+        (0..total)
+            .filter(|s| (*s % channels as u64) as usize == c)
+            .count() as u64
+    };
     let expected_by_channel: Vec<u64> = (0..channels).map(per_channel_count).collect();
     let expected: u64 = sub_channel.iter().map(|c| expected_by_channel[*c]).sum();
     let mut tl = tally(&mut run, |i| expected_by_channel[sub_channel[i]]);
