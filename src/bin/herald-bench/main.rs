@@ -99,6 +99,9 @@ enum Scenario {
         rate: u32,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Put no subscribers on the publishing node: every delivery crosses Redis.
+        #[arg(long)]
+        remote_only: bool,
     },
 }
 
@@ -147,7 +150,11 @@ fn main() -> std::process::ExitCode {
                 per_channel,
                 rate,
                 seconds,
-            } => scenarios::cluster(target, nodes, channels, per_channel, rate, seconds).await,
+                remote_only,
+            } => {
+                scenarios::cluster(target, nodes, channels, per_channel, rate, seconds, remote_only)
+                    .await
+            }
         }
     });
     match result {

@@ -342,18 +342,21 @@ pub async fn cluster(
     per_channel: usize,
     rate: u32,
     seconds: u64,
+    remote_only: bool,
 ) -> Result<(), Error> {
     let publish_to = loopback(&t.addr)?;
     let mut all = vec![publish_to];
     for n in &nodes {
         all.push(loopback(n)?);
     }
-    // Subscriber k of channel c sits on node (c * per_channel + k) % nodes.
+    // Subscriber k of channel c sits on node (c * per_channel + k) % nodes (of the nodes that
+    // take subscribers).
+    let sub_nodes: Vec<std::net::SocketAddr> = if remote_only && all.len() > 1 { all[1..].to_vec() } else { all.clone() };
     let mut subs = Vec::new();
     let mut sub_channel = Vec::new();
     for c in 0..channels {
         for k in 0..per_channel {
-            let node = all[(c * per_channel + k) % all.len()];
+            let node = sub_nodes[(c * per_channel + k) % sub_nodes.len()];
             let mut ws =
                 client::connect(node, client::source(c * per_channel + k, 4), &t.key).await?;
             client::subscribe(&mut ws, &format!("cluster-{c}")).await?;
