@@ -5,7 +5,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use serde_json::Value;
 
 use crate::adapter::{Join, SignIn};
 use crate::app::App;
@@ -442,7 +441,7 @@ impl Session {
         &mut self,
         event: String,
         channel: String,
-        data: Value,
+        data: String,
     ) -> Result<(), ProtocolError> {
         if !self.app.client_events {
             return Err(ProtocolError::ClientEventsDisabled(channel));
@@ -457,10 +456,6 @@ impl Session {
         if event.chars().count() > limits.max_event_name_len {
             return Err(ProtocolError::ClientEventTooLarge("event name is too long"));
         }
-        let data = match data {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
         if data.len() > limits.max_event_data_bytes {
             return Err(ProtocolError::ClientEventTooLarge("data is too large"));
         }

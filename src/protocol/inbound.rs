@@ -1,5 +1,9 @@
 //! Parsing client → server frames (PROTOCOL.md §1.3, §1.4, §2).
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::error::ProtocolError;
@@ -38,20 +42,27 @@ pub enum Inbound {
         event: String,
         /// Target channel.
         channel: String,
-        /// Payload as sent (string or any JSON value).
-        data: Value,
+        /// The payload to relay: a string's value, or the exact JSON text of anything else.
+        data: String,
     },
 }
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|_| ProtocolError::MalformedFrame("invalid JSON"))?;
-    let Value::Object(mut obj) = value else {
-        return Err(ProtocolError::MalformedFrame("not a JSON object"));
+    // Top-level fields stay raw: a client event's `data` is relayed exactly as the client wrote
+    // it (key order, number formatting), and no JSON tree is built for it.
+    let mut obj: BTreeMap<Cow<'_, str>, &RawValue> = match serde_json::from_str(text) {
+        Ok(m) => m,
+        Err(_) if serde_json::from_str::<Value>(text).is_ok() => {
+            return Err(ProtocolError::MalformedFrame("not a JSON object"));
+        }
+        Err(_) => return Err(ProtocolError::MalformedFrame("invalid JSON")),
     };
-    let event = match obj.remove("event") {
-        Some(Value::String(e)) => e,
+    let event = match obj
+        .remove("event")
+        .map(|r| serde_json::from_str::<String>(r.get()))
+    {
+        Some(Ok(e)) => e,
         _ => return Err(ProtocolError::MalformedFrame("missing string 'event'")),
     };
     let data = obj.remove("data");
@@ -82,14 +93,25 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
             Ok(Inbound::Signin { auth, user_data })
         }
         e if e.starts_with("client-") => {
-            let channel = match obj.remove("channel") {
-                Some(Value::String(c)) => c,
+            let channel = match obj
+                .remove("channel")
+                .map(|r| serde_json::from_str::<String>(r.get()))
+            {
+                Some(Ok(c)) => c,
                 _ => return Err(ProtocolError::MissingChannel),
+            };
+            // A string is relayed as its value; anything else as the exact JSON text sent.
+            let data = match data {
+                None => "null".to_string(),
+                Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+                    Ok(s) => s,
+                    Err(_) => raw.get().to_string(),
+                },
             };
             Ok(Inbound::ClientEvent {
                 event,
                 channel,
-                data: data.unwrap_or(Value::Null),
+                data,
             })
         }
         _ => Err(ProtocolError::UnknownEvent(event)),
@@ -97,8 +119,9 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
 }
 
 /// `data` as an object: accepts an object, or a string holding a JSON object.
-fn data_object(data: Option<Value>) -> Result<Map<String, Value>, ProtocolError> {
-    match data {
+fn data_object(data: Option<&RawValue>) -> Result<Map<String, Value>, ProtocolError> {
+    let value = data.and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+    match value {
         Some(Value::Object(m)) => Ok(m),
         Some(Value::String(s)) => match serde_json::from_str(&s) {
             Ok(Value::Object(m)) => Ok(m),
@@ -130,7 +153,6 @@ fn optional_string(d: &mut Map<String, Value>, key: &str) -> Result<Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn pings() {
@@ -232,8 +254,24 @@ mod tests {
             Ok(Inbound::ClientEvent {
                 event: "client-typing".into(),
                 channel: "private-a".into(),
-                data: json!({"typing": true})
+                data: r#"{"typing":true}"#.into()
             })
+        );
+        // relayed exactly as written: key order, spacing and number formatting kept
+        let odd = r#"{"event":"client-x","channel":"c","data":{"zeta":1, "alpha":{"b":2,"a":1},"n":1.50}}"#;
+        assert!(
+            matches!(parse(odd), Ok(Inbound::ClientEvent { data, .. }) if data == r#"{"zeta":1, "alpha":{"b":2,"a":1},"n":1.50}"#)
+        );
+        let string = r#"{"event":"client-x","channel":"c","data":"plain \"text\""}"#;
+        assert!(
+            matches!(parse(string), Ok(Inbound::ClientEvent { data, .. }) if data == r#"plain "text""#)
+        );
+        assert!(
+            matches!(parse(r#"{"event":"client-x","channel":"c"}"#), Ok(Inbound::ClientEvent { data, .. }) if data == "null")
+        );
+        assert_eq!(
+            parse(r#"{"event":"client-x","channel":5,"data":{}}"#),
+            Err(ProtocolError::MissingChannel)
         );
         assert_eq!(
             parse(r#"{"event":"client-x","data":{}}"#),

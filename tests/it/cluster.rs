@@ -436,6 +436,27 @@ async fn redis_cluster_of_three_masters() {
     for (i, ws) in subs.iter_mut().enumerate() {
         assert_eq!(recv(ws).await["data"], i.to_string());
     }
+    // One batch request queues publishes for channels on different shards at once: the node
+    // must not pipeline them to one shard.
+    let batch: Vec<Value> = (0..4)
+        .map(|i| json!({"channel": format!("room-{i}"), "name": "b", "data": format!("b{i}")}))
+        .collect();
+    let body = json!({"batch": batch}).to_string();
+    assert_eq!(
+        api(
+            n1.addr,
+            "POST",
+            "/apps/1/batch_events",
+            &[],
+            body.as_bytes()
+        )
+        .await
+        .status,
+        200
+    );
+    for (i, ws) in subs.iter_mut().enumerate() {
+        assert_eq!(recv(ws).await["data"], format!("b{i}"));
+    }
     let ch = "presence-c";
     let (mut a, sa) = connect(n1.addr, "key1").await;
     subscribe_presence(&mut a, &sa, ch, json!("a"), Value::Null).await;

@@ -8,6 +8,9 @@ use std::time::Duration;
 use redis::{PushInfo, PushKind};
 use tokio::sync::{mpsc, oneshot};
 
+use redis::cluster_routing::Slot;
+
+use super::link::Link;
 use super::wire::Wire;
 use super::Inner;
 
@@ -38,40 +41,69 @@ pub enum Out {
 const BATCH: usize = 256;
 
 /// Sends queued work in pipelines, in order. Failed batches are dropped (never retried into an
-/// unbounded backlog) and the outage is logged once.
+/// unbounded backlog) and the outage is logged once. On a Redis Cluster a pipeline may only
+/// touch one slot, so the batch is split by slot (order is kept within each slot, hence within
+/// each channel).
 pub async fn publisher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Out>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut link = inner.link();
-        let mut pipe = redis::pipe();
+        let mut pipes: Vec<(Option<Slot>, redis::Pipeline)> = Vec::new();
+        let cluster = matches!(link, Link::Cluster(_));
         for item in batch.drain(..) {
-            match item {
-                Out::Publish { channel, payload } => {
-                    pipe.add_command(link.publish_cmd(&channel, &payload))
-                        .ignore();
+            let slot = cluster.then(|| Slot::for_key(item.routing_key()));
+            let at = match pipes.iter().position(|(s, _)| *s == slot) {
+                Some(at) => at,
+                None => {
+                    pipes.push((slot, redis::pipe()));
+                    pipes.len() - 1
                 }
-                Out::Cache {
-                    key,
-                    miss,
-                    value,
-                    ttl,
-                } => {
-                    pipe.cmd("SREM").arg(miss.0).arg(miss.1).ignore();
-                    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                    pipe.cmd("SET")
-                        .arg(key)
-                        .arg(value)
-                        .arg("PX")
-                        .arg(ms)
-                        .ignore();
-                }
+            };
+            item.add_to(&mut pipes[at].1, &link);
+        }
+        let mut ok = true;
+        for (_, pipe) in &pipes {
+            if let Err(e) = pipe.query_async::<()>(&mut link).await {
+                tracing::debug!(error = %e, "publish to Redis failed");
+                ok = false;
             }
         }
-        let r = pipe.query_async::<()>(&mut link).await;
-        if let Err(e) = &r {
-            tracing::debug!(error = %e, "publish to Redis failed");
+        inner.mark(ok);
+    }
+}
+
+impl Out {
+    /// The key or channel that decides the cluster slot.
+    fn routing_key(&self) -> &str {
+        match self {
+            Out::Publish { channel, .. } => channel,
+            Out::Cache { key, .. } => key,
         }
-        inner.mark(r.is_ok());
+    }
+
+    fn add_to(self, pipe: &mut redis::Pipeline, link: &Link) {
+        match self {
+            Out::Publish { channel, payload } => {
+                pipe.add_command(link.publish_cmd(&channel, &payload))
+                    .ignore();
+            }
+            Out::Cache {
+                key,
+                miss,
+                value,
+                ttl,
+            } => {
+                // The cache key and the announced-misses set share the `{prefix}` hash tag.
+                pipe.cmd("SREM").arg(miss.0).arg(miss.1).ignore();
+                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ms)
+                    .ignore();
+            }
+        }
     }
 }
 

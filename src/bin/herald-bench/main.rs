@@ -152,8 +152,16 @@ fn main() -> std::process::ExitCode {
                 seconds,
                 remote_only,
             } => {
-                scenarios::cluster(target, nodes, channels, per_channel, rate, seconds, remote_only)
-                    .await
+                scenarios::cluster(
+                    target,
+                    nodes,
+                    channels,
+                    per_channel,
+                    rate,
+                    seconds,
+                    remote_only,
+                )
+                .await
             }
         }
     });

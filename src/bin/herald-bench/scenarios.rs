@@ -351,7 +351,11 @@ pub async fn cluster(
     }
     // Subscriber k of channel c sits on node (c * per_channel + k) % nodes (of the nodes that
     // take subscribers).
-    let sub_nodes: Vec<std::net::SocketAddr> = if remote_only && all.len() > 1 { all[1..].to_vec() } else { all.clone() };
+    let sub_nodes: Vec<std::net::SocketAddr> = if remote_only && all.len() > 1 {
+        all[1..].to_vec()
+    } else {
+        all.clone()
+    };
     let mut subs = Vec::new();
     let mut sub_channel = Vec::new();
     for c in 0..channels {
