@@ -59,6 +59,7 @@ pub struct Server {
     addr: SocketAddr,
     state: Arc<State>,
     shutdown: watch::Sender<bool>,
+    draining: watch::Sender<bool>,
     accept: JoinHandle<()>,
     drained: tokio::sync::mpsc::Receiver<()>,
     guard: Option<DrainGuard>,
@@ -78,6 +79,7 @@ impl Server {
         // Idempotent: the TLS provider for rediss:// and https:// webhooks.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (draining, draining_rx) = watch::channel(false);
         let hub = Arc::new(Hub::default());
         let apps: Arc<dyn AppStore> = Arc::new(StaticApps::from_config(&config));
         let (webhooks, webhook_source) = WebhookSink::new();
@@ -111,6 +113,7 @@ impl Server {
             adapter,
             webhooks,
             shutdown_rx.clone(),
+            draining_rx,
         ));
         tokio::spawn(sweep_caches(hub.clone(), shutdown_rx.clone()));
         let (guard, drained) = DrainGuard::new();
@@ -124,6 +127,7 @@ impl Server {
             addr,
             state,
             shutdown,
+            draining,
             accept,
             drained,
             guard: Some(guard),
@@ -138,6 +142,24 @@ impl Server {
     /// Shared state, for inspection in tests.
     pub fn state(&self) -> &Arc<State> {
         &self.state
+    }
+
+    /// Drains the node: readiness turns false, new WebSocket connections are refused with 4100,
+    /// and open sockets are closed with 4100 at random moments spread over `drain_seconds`
+    /// (clients back off and reconnect elsewhere, a few at a time). REST and health keep being
+    /// served meanwhile. Then shuts down.
+    pub async fn drain(self) {
+        let _ = self.draining.send(true);
+        let window = Duration::from_secs(self.state.config.server.drain_seconds);
+        let state = self.state.clone();
+        let emptied = async move {
+            while state.connection_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        // A second of slack for the last closing handshakes.
+        let _ = tokio::time::timeout(window + Duration::from_secs(1), emptied).await;
+        self.shutdown().await;
     }
 
     /// Stops accepting, closes every WebSocket with 4200 and waits (bounded by

@@ -140,8 +140,15 @@ fn serve(args: ServeArgs) -> ExitCode {
             tracing::info!(%addr, apps = config.apps.len(), "herald listening");
         }
         wait_for_signal().await;
-        tracing::info!("shutting down");
-        server.shutdown().await;
+        tracing::info!(seconds = config.server.drain_seconds, "draining: closing sockets gradually; interrupt again to exit at once");
+        tokio::select! {
+            _ = server.drain() => {}
+            _ = wait_for_signal() => {
+                tracing::warn!("second signal: exiting at once");
+                return ExitCode::from(130);
+            }
+        }
+        tracing::info!("stopped");
         ExitCode::SUCCESS
     })
 }

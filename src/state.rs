@@ -28,6 +28,8 @@ pub struct State {
     pub ids: SocketIdGen,
     /// Flips to `true` when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Flips to `true` when the node starts draining (not ready; sockets closed gradually).
+    pub draining: watch::Receiver<bool>,
     /// WebSocket connections open on this node.
     connections: CappedCounter,
 }
@@ -42,6 +44,7 @@ impl State {
         adapter: Arc<dyn Adapter>,
         webhooks: WebhookSink,
         shutdown: watch::Receiver<bool>,
+        draining: watch::Receiver<bool>,
     ) -> State {
         let ids = SocketIdGen::new(node, u64::from(rand::random::<u32>()));
         State {
@@ -52,6 +55,7 @@ impl State {
             webhooks,
             ids,
             shutdown,
+            draining,
             connections: CappedCounter::default(),
         }
     }
@@ -59,6 +63,16 @@ impl State {
     /// Whether shutdown has begun.
     pub fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Whether the node is draining or stopping (not ready for new work).
+    pub fn draining(&self) -> bool {
+        *self.draining.borrow() || self.shutting_down()
+    }
+
+    /// Readiness: not draining, and the adapter can reach the cluster.
+    pub fn ready(&self) -> bool {
+        !self.draining() && self.adapter.healthy()
     }
 
     /// Counts a connection on this node unless the node is full.

@@ -77,6 +77,11 @@ pub enum Claim<'a> {
 
 /// Cluster-facing operations. Every broadcast of the server goes through `publish`.
 pub trait Adapter: Send + Sync + 'static {
+    /// Whether the cluster store is reachable (readiness); the local adapter always is.
+    fn healthy(&self) -> bool {
+        true
+    }
+
     /// Delivers to local subscribers at once and to other nodes' subscribers.
     fn publish(&self, b: Broadcast);
 

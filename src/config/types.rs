@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Seconds to wait for connections to close on shutdown.
     pub shutdown_timeout: u64,
+    /// Seconds over which a draining node (SIGTERM) closes its sockets, spread evenly, with
+    /// 4100 so clients back off and reconnect elsewhere.
+    pub drain_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             outbox_capacity: 1024,
             max_connections: 0,
             shutdown_timeout: 5,
+            drain_seconds: 10,
         }
     }
 }

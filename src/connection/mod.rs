@@ -103,6 +103,9 @@ fn admit(state: &State, up: &Upgrade) -> Result<Arc<App>, CloseReason> {
     if state.shutting_down() {
         return Err(CloseReason::ShuttingDown);
     }
+    if state.draining() {
+        return Err(CloseReason::Draining);
+    }
     if !state.add_connection() {
         return Err(CloseReason::OverCapacity);
     }
@@ -127,9 +130,11 @@ where
         return None;
     }
     let mut shutdown = state.shutdown.clone();
+    let mut draining = state.draining.clone();
+    let drain_window = Duration::from_secs(server.drain_seconds);
     // Created once: re-creating it on every wake-up registered and dropped two waiters per
     // delivered frame (visible in perf as Notify bookkeeping).
-    let closing = must_close(outbox, &mut shutdown);
+    let closing = must_close(outbox, &mut shutdown, &mut draining, drain_window);
     tokio::pin!(closing);
     let mut last_seen = Instant::now();
     let mut pinged = false;
@@ -209,16 +214,24 @@ where
     }
 }
 
-/// Resolves when the connection must close for a reason outside it: eviction, termination
-/// or shutdown.
+/// Resolves when the connection must close for a reason outside it: eviction, termination,
+/// shutdown, or draining (after a random delay within the drain window, so a node's sockets
+/// reconnect elsewhere gradually instead of all at once).
 async fn must_close(
     outbox: &Outbox,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    draining: &mut tokio::sync::watch::Receiver<bool>,
+    drain_window: Duration,
 ) -> Option<(u16, &'static str)> {
+    let drained = async {
+        crate::state::shutdown_started(draining).await;
+        tokio::time::sleep(drain_window.mul_f64(rand::random::<f64>())).await;
+    };
     let r = tokio::select! {
         biased;
         r = outbox.closed() => r,
         _ = crate::state::shutdown_started(shutdown) => CloseReason::ShuttingDown,
+        _ = drained => CloseReason::Draining,
     };
     if r == CloseReason::SlowConsumer {
         tracing::warn!(socket_id = %outbox.id, "slow consumer evicted");

@@ -104,6 +104,19 @@ async fn dispatch(
         (&Method::GET, "/" | "/health") => {
             json_response(StatusCode::OK, &serde_json::json!({"ok": true}))
         }
+        (&Method::GET, "/ready") => {
+            let body = serde_json::json!({
+                "ready": state.ready(),
+                "draining": state.draining(),
+                "adapter": if state.adapter.healthy() { "ok" } else { "unreachable" },
+            });
+            let status = if state.ready() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_response(status, &body)
+        }
         (_, p) if p.starts_with("/apps/") || p.starts_with("/users/") => {
             api::handle(req, &path, state).await
         }

@@ -23,6 +23,9 @@ pub enum CloseReason {
     OverCapacity,
     /// 4200: the server is shutting down; reconnect immediately (to another node).
     ShuttingDown,
+    /// 4100: the node is draining (rolling restart); reconnect after backing off, so a fleet
+    /// restart does not hammer the other nodes.
+    Draining,
     /// 4200: the connection could not keep up with its messages and was evicted.
     SlowConsumer,
     /// 4201: no pong arrived after a ping.
@@ -40,7 +43,7 @@ impl CloseReason {
             CloseReason::UnsupportedProtocol => 4007,
             CloseReason::NoProtocol => 4008,
             CloseReason::Terminated | CloseReason::NotAuthorizedInTime => 4009,
-            CloseReason::OverCapacity => 4100,
+            CloseReason::OverCapacity | CloseReason::Draining => 4100,
             CloseReason::ShuttingDown | CloseReason::SlowConsumer => 4200,
             CloseReason::PongTimeout => 4201,
         }
@@ -58,6 +61,7 @@ impl CloseReason {
             CloseReason::Terminated => "Connection is unauthorized: terminated by the application",
             CloseReason::NotAuthorizedInTime => "Connection not authorized within timeout",
             CloseReason::OverCapacity => "Over capacity",
+            CloseReason::Draining => "Server is restarting, reconnect after backing off",
             CloseReason::ShuttingDown => "Server is shutting down, reconnect immediately",
             CloseReason::SlowConsumer => "Connection could not keep up, reconnect immediately",
             CloseReason::PongTimeout => "Pong reply not received",

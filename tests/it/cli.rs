@@ -59,7 +59,7 @@ fn check_config_reports_every_problem_and_exits_1() {
 }
 
 #[tokio::test]
-async fn no_config_serves_the_development_app_and_exits_0_on_sigterm() {
+async fn no_config_serves_the_development_app_and_a_second_sigint_exits_at_once() {
     let mut child = Command::new(BIN)
         .args(["--port", "0"])
         .env_remove("HERALD_HOST")
@@ -110,23 +110,118 @@ async fn no_config_serves_the_development_app_and_exits_0_on_sigterm() {
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(recv(&mut ws).await["data"], "hi");
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (_, code, _) = expect_close(&mut ws).await;
-    assert_eq!(code, 4200);
+    // SIGINT starts a drain; a second SIGINT exits at once.
+    let kill = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    kill("-INT");
+    let ready = tokio::time::timeout(WAIT, async {
+        loop {
+            if request(addr, "GET", "/ready", b"", &[]).await.status == 503 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    ready.await.expect("not ready once draining");
+    kill("-INT");
     let exit = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
     let out = tokio::time::timeout(WAIT, exit)
         .await
-        .expect("exits in time")
+        .expect("exits at once")
         .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(130));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("development app"), "{err}");
     assert!(
         !err.contains("app-secret"),
         "the secret is printed once on stdout, never logged"
     );
+    drop(ws);
+}
+
+#[tokio::test]
+async fn sigterm_drains_gradually_with_4100_then_exits_0() {
+    let dir = std::env::temp_dir().join(format!("herald-drain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("drain.toml");
+    let port = crate::redis_server::free_port();
+    let toml = format!(
+        "[server]\nport = {port}\ndrain_seconds = 2\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
+    );
+    std::fs::write(&file, toml).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    tokio::time::timeout(WAIT, async {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("listening");
+    assert_eq!(request(addr, "GET", "/ready", b"", &[]).await.status, 200);
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(connect(addr, "key1").await.0);
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let mut waits = Vec::new();
+    for mut ws in clients {
+        waits.push(tokio::spawn(async move {
+            let (texts, code, _) =
+                expect_close_within(&mut ws, std::time::Duration::from_secs(5)).await;
+            (texts, code, std::time::Instant::now())
+        }));
+    }
+    // While draining: not ready, REST still served, new sockets refused with 4100.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let r = loop {
+        let r = request(addr, "GET", "/ready", b"", &[]).await;
+        if r.status == 503 || tokio::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(r.status, 503, "{}", r.raw);
+    assert_eq!(r.body["draining"], true);
+    expect_refused(addr, "/app/key1?protocol=7", 4100).await;
+    let mut closes = Vec::new();
+    for w in waits {
+        let (texts, code, at) = w.await.unwrap();
+        assert_eq!(code, 4100, "a backoff reconnect code");
+        expect_error(&texts[0], Some(4100), "reconnect after backing off");
+        closes.push(at.duration_since(started));
+    }
+    closes.sort();
+    let (first, last) = (closes[0], closes[closes.len() - 1]);
+    assert!(
+        last <= std::time::Duration::from_millis(3000),
+        "all closed within the 2 s window (+ slack): {last:?}"
+    );
+    assert!(
+        last - first >= std::time::Duration::from_millis(300),
+        "closes are spread over the window, not at once: {closes:?}"
+    );
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap());
+    let code = tokio::time::timeout(WAIT, exit)
+        .await
+        .expect("exits after the drain")
+        .unwrap();
+    assert_eq!(code.code(), Some(0));
 }

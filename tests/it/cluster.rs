@@ -353,9 +353,16 @@ async fn redis_outage_keeps_local_delivery_and_recovers() {
     assert_eq!(r.status, 200);
     assert_eq!(recv(&mut a).await["event"], "during");
     assert_eq!(recv(&mut local).await["event"], "during");
-    // queries that need the cluster say so
+    // queries that need the cluster say so, and the node reports itself not ready
     let r = api(n1.addr, "GET", "/apps/1/channels", &[], b"").await;
     assert_eq!(r.status, 503);
+    let r = request(n1.addr, "GET", "/ready", b"", &[]).await;
+    assert_eq!(
+        (r.status, r.body["adapter"].as_str()),
+        (503, Some("unreachable")),
+        "{}",
+        r.raw
+    );
     redis.restart().await;
     // delivery across nodes resumes: retry a marker until node 2's subscriber sees one
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -377,6 +384,10 @@ async fn redis_outage_keeps_local_delivery_and_recovers() {
             break;
         }
     }
+    assert_eq!(
+        request(n1.addr, "GET", "/ready", b"", &[]).await.status,
+        200
+    );
     // the rewritten state counts every socket again
     let want = json!({"occupied": true, "subscription_count": 3});
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -142,9 +142,14 @@ pub async fn assert_nothing_queued(ws: &mut Ws) {
 
 /// Reads until the close frame; returns its code and reason. Text frames before it are returned too.
 pub async fn expect_close(ws: &mut Ws) -> (Vec<Value>, u16, String) {
+    expect_close_within(ws, WAIT).await
+}
+
+/// Like [`expect_close`] with another deadline.
+pub async fn expect_close_within(ws: &mut Ws, within: Duration) -> (Vec<Value>, u16, String) {
     let mut texts = Vec::new();
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
+        let msg = tokio::time::timeout(within, ws.next())
             .await
             .expect("close in time");
         match msg {

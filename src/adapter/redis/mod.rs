@@ -460,6 +460,10 @@ fn presence_payload(flat: &[String]) -> String {
 }
 
 impl Adapter for RedisAdapter {
+    fn healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Acquire)
+    }
+
     fn publish(&self, b: Broadcast) {
         self.inner.publish(b);
     }
