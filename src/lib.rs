@@ -112,8 +112,10 @@ impl Server {
             hub.clone(),
             adapter,
             webhooks,
-            shutdown_rx.clone(),
-            draining_rx,
+            state::Phases {
+                shutdown: shutdown_rx.clone(),
+                draining: draining_rx,
+            },
         ));
         tokio::spawn(sweep_caches(hub.clone(), shutdown_rx.clone()));
         let (guard, drained) = DrainGuard::new();

@@ -12,6 +12,15 @@ use crate::limit::CappedCounter;
 use crate::protocol::socket_id::SocketIdGen;
 use crate::webhooks::WebhookSink;
 
+/// The lifecycle signals a server's tasks watch.
+#[derive(Debug, Clone)]
+pub struct Phases {
+    /// Flips to `true` when the server stops.
+    pub shutdown: watch::Receiver<bool>,
+    /// Flips to `true` when the node starts draining.
+    pub draining: watch::Receiver<bool>,
+}
+
 /// Shared server state, one per running `Server`.
 pub struct State {
     /// The configuration the server was started with.
@@ -43,9 +52,9 @@ impl State {
         hub: Arc<Hub>,
         adapter: Arc<dyn Adapter>,
         webhooks: WebhookSink,
-        shutdown: watch::Receiver<bool>,
-        draining: watch::Receiver<bool>,
+        phases: Phases,
     ) -> State {
+        let Phases { shutdown, draining } = phases;
         let ids = SocketIdGen::new(node, u64::from(rand::random::<u32>()));
         State {
             config,
