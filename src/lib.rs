@@ -9,6 +9,7 @@
 //! | [`auth`] | channel-auth, sign-in, REST request and webhook signatures; constant-time checks |
 //! | [`app`] | the registry of apps by id and by key, with their limits |
 //! | [`connection`] | one WebSocket: handshake checks, read/write loop, outbox, liveness, its session state |
+//! | [`metrics`] | counters and gauges, rendered for Prometheus on their own listener |
 //! | [`limit`] | a counter with an optional cap (connections per node and per app) |
 //! | [`outbox`] | a connection's bounded frame queue and its slow-consumer eviction signal |
 //! | [`hub`] | this node's channels → subscribers and presence members, fan-out |
@@ -31,6 +32,7 @@ pub mod connection;
 pub mod http;
 pub mod hub;
 pub mod limit;
+pub mod metrics;
 pub mod outbox;
 pub mod protocol;
 pub mod state;
@@ -57,6 +59,7 @@ use crate::webhooks::WebhookSink;
 /// A running herald node.
 pub struct Server {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     state: Arc<State>,
     shutdown: watch::Sender<bool>,
     draining: watch::Sender<bool>,
@@ -118,6 +121,24 @@ impl Server {
             },
         ));
         tokio::spawn(sweep_caches(hub.clone(), shutdown_rx.clone()));
+        let metrics_addr = if state.config.metrics.enabled {
+            let m = &state.config.metrics;
+            let bind = format!("{}:{}", m.host, m.port);
+            // The metrics port is an operator aid: failing to bind it is reported, not fatal.
+            match TcpListener::bind(&bind).await {
+                Ok(l) => {
+                    let a = l.local_addr().ok();
+                    tokio::spawn(http::metrics_loop(l, state.clone(), shutdown_rx.clone()));
+                    a
+                }
+                Err(e) => {
+                    tracing::error!(%bind, error = %e, "cannot serve /metrics");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (guard, drained) = DrainGuard::new();
         let accept = tokio::spawn(http::accept_loop(
             listener,
@@ -127,6 +148,7 @@ impl Server {
         ));
         Ok(Server {
             addr,
+            metrics_addr,
             state,
             shutdown,
             draining,
@@ -139,6 +161,11 @@ impl Server {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Shared state, for inspection in tests.

@@ -33,6 +33,8 @@ pub struct State {
     pub adapter: Arc<dyn Adapter>,
     /// Where webhook events are recorded.
     pub webhooks: WebhookSink,
+    /// Counters for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
     /// Socket id source.
     pub ids: SocketIdGen,
     /// Flips to `true` when the server starts shutting down.
@@ -62,6 +64,7 @@ impl State {
             hub,
             adapter,
             webhooks,
+            metrics: crate::metrics::Metrics::default(),
             ids,
             shutdown,
             draining,

@@ -27,7 +27,9 @@ pub async fn handle(
     state: Arc<State>,
 ) -> Response<Full<Bytes>> {
     let method = req.method().clone();
-    match serve(req, path, &state).await {
+    let started = std::time::Instant::now();
+    let endpoint = endpoint_label(path);
+    let response = match serve(req, path, &state).await {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => {
             match &e {
@@ -40,6 +42,25 @@ pub async fn handle(
             }
             e.response()
         }
+    };
+    state
+        .metrics
+        .rest(endpoint, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// A bounded label for metrics (never the app id or channel name).
+fn endpoint_label(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["apps", _, "events"] => "events",
+        ["apps", _, "batch_events"] => "batch_events",
+        ["apps", _, "channels"] => "channels",
+        ["apps", _, "channels", _] => "channel",
+        ["apps", _, "channels", _, "users"] => "users",
+        ["apps", _, "users", _, "terminate_connections"]
+        | ["users", _, "terminate_connections"] => "terminate_connections",
+        _ => "other",
     }
 }
 

@@ -11,6 +11,11 @@ use crate::state::State;
 
 fn publish(state: &State, app: &App, ev: &event::Event) {
     let cache_ttl = std::time::Duration::from_secs(app.limits.cache_ttl_seconds);
+    let n = ev.channels.len() as u64;
+    state
+        .metrics
+        .broadcasts_rest
+        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     for ch in &ev.channels {
         state.adapter.publish(Broadcast {
             app: app.id.clone(),

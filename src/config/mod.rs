@@ -5,8 +5,8 @@ mod interpolate;
 mod types;
 
 pub use types::{
-    AdapterKind, AppConfig, Config, Limits, LimitsOverride, RedisConfig, ServerConfig,
-    WebhookConfig, WebhookSettings, WEBHOOK_EVENTS,
+    AdapterKind, AppConfig, Config, Limits, LimitsOverride, MetricsConfig, RedisConfig,
+    ServerConfig, WebhookConfig, WebhookSettings, WEBHOOK_EVENTS,
 };
 
 use std::path::Path;
@@ -83,6 +83,7 @@ impl Config {
         let redis: RedisConfig = section(table.remove("redis"), "[redis]", &mut problems);
         let webhooks: WebhookSettings =
             section(table.remove("webhooks"), "[webhooks]", &mut problems);
+        let metrics: MetricsConfig = section(table.remove("metrics"), "[metrics]", &mut problems);
         let mut apps = Vec::new();
         match table.remove("apps") {
             None => {}
@@ -104,6 +105,7 @@ impl Config {
             adapter,
             redis,
             webhooks,
+            metrics,
             limits,
             apps,
         };
@@ -123,6 +125,7 @@ impl Config {
             adapter: AdapterKind::Local,
             redis: RedisConfig::default(),
             webhooks: WebhookSettings::default(),
+            metrics: MetricsConfig::default(),
             limits: Limits::default(),
             apps: vec![AppConfig {
                 id: "app-id".into(),

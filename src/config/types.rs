@@ -13,6 +13,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// `[webhooks]`.
     pub webhooks: WebhookSettings,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// Limits for every app unless an app overrides them.
     pub limits: Limits,
     /// The apps this server serves.
@@ -436,6 +438,28 @@ impl RedisConfig {
         }
         if self.publish_queue == 0 {
             problems.push("[redis] publish_queue must be greater than 0".into());
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint, on its own listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`.
+    pub enabled: bool,
+    /// Address to bind (loopback by default: metrics are not for the public).
+    pub host: String,
+    /// Port (0 picks a free one).
+    pub port: u16,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            host: "127.0.0.1".into(),
+            port: 9601,
         }
     }
 }

@@ -14,7 +14,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use std::sync::atomic::Ordering;
+
 use crate::app::App;
+use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::protocol::codes::{check_protocol, CloseReason, MESSAGE_TOO_BIG};
 use crate::protocol::outbound;
@@ -72,6 +75,10 @@ where
         Box::pin(close(&mut ws, r.code(), r.message())).await;
         return;
     }
+    state
+        .metrics
+        .connections_opened
+        .fetch_add(1, Ordering::Relaxed);
     let id = state.ids.next_id();
     let outbox = Outbox::new(id, state.config.server.outbox_capacity);
     let outbox = Arc::new(outbox);
@@ -81,6 +88,10 @@ where
     // Leave every channel before the (possibly slow) closing handshake, so counts and presence
     // are right at once.
     Box::pin(session.close()).await;
+    state.metrics.closed(reason.map_or(0, |r| r.0));
+    if reason.is_some_and(|r| r.1 == CloseReason::SlowConsumer.message()) {
+        state.metrics.evictions.fetch_add(1, Ordering::Relaxed);
+    }
     match reason {
         Some(r) => {
             tracing::debug!(app = %app.id, socket_id = %id, code = r.0, "closing connection");
@@ -126,6 +137,11 @@ where
     let activity = Duration::from_secs(server.activity_timeout);
     let pong_wait = Duration::from_secs(server.pong_timeout);
     let hello = outbound::connection_established(outbox.id, server.activity_timeout);
+    state.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .bytes_out
+        .fetch_add(hello.len() as u64, Ordering::Relaxed);
     if ws.send(Message::Text(hello.into())).await.is_err() {
         return None;
     }
@@ -169,7 +185,11 @@ where
                 pinged = false;
                 match msg {
                     // Boxed: a rare, large state machine that would otherwise sit in every idle task.
-                    Message::Text(t) => Box::pin(session.handle_text(t.as_str())).await,
+                    Message::Text(t) => {
+                        state.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+                        state.metrics.bytes_in.fetch_add(t.len() as u64, Ordering::Relaxed);
+                        Box::pin(session.handle_text(t.as_str())).await
+                    }
                     Message::Binary(_) => tracing::debug!(socket_id = %outbox.id, "binary frame ignored"),
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
                         // tungstenite queued the Pong reply; send it now.
@@ -193,7 +213,7 @@ where
                         tracing::warn!(socket_id = %outbox.id, "write stalled; evicting");
                         return reason(CloseReason::SlowConsumer);
                     }
-                    r = write_batch(ws, outbox) => if r.is_err() { return None },
+                    r = write_batch(ws, outbox, &state.metrics) => if r.is_err() { return None },
                 }
             }
             () = &mut timer => {
@@ -240,16 +260,27 @@ async fn must_close(
 }
 
 /// Writes what is queued (up to [`WRITE_BATCH`] frames), then flushes once.
-async fn write_batch<S>(ws: &mut WebSocketStream<S>, outbox: &Outbox) -> Result<(), WsError>
+async fn write_batch<S>(
+    ws: &mut WebSocketStream<S>,
+    outbox: &Outbox,
+    metrics: &Metrics,
+) -> Result<(), WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let (mut frames, mut bytes) = (0u64, 0u64);
     for _ in 0..WRITE_BATCH {
         match outbox.pop() {
-            Some(f) => ws.feed(Message::Text(f)).await?,
+            Some(f) => {
+                frames += 1;
+                bytes += f.len() as u64;
+                ws.feed(Message::Text(f)).await?;
+            }
             None => break,
         }
     }
+    metrics.messages_out.fetch_add(frames, Ordering::Relaxed);
+    metrics.bytes_out.fetch_add(bytes, Ordering::Relaxed);
     ws.flush().await
 }
 

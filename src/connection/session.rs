@@ -477,6 +477,10 @@ impl Session {
                 user_id: user_id.clone(),
             });
         }
+        self.state
+            .metrics
+            .broadcasts_client
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.state.adapter.publish(Broadcast {
             app: self.app.id.clone(),
             channel,

@@ -126,3 +126,50 @@ async fn dispatch(
         ),
     }
 }
+
+/// Serves `GET /metrics` (Prometheus text format) on its own listener until shutdown.
+pub async fn metrics_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = crate::state::shutdown_started(&mut shutdown) => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move {
+                    let res = if req.uri().path() == "/metrics" {
+                        let mut r =
+                            Response::new(Full::new(Bytes::from(state.metrics.render(&state))));
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                        );
+                        r
+                    } else {
+                        json_response(
+                            StatusCode::NOT_FOUND,
+                            &serde_json::json!({"error": "Not found"}),
+                        )
+                    };
+                    Ok::<_, Infallible>(res)
+                }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}

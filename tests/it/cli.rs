@@ -151,7 +151,7 @@ async fn sigterm_drains_gradually_with_4100_then_exits_0() {
     let file = dir.join("drain.toml");
     let port = crate::redis_server::free_port();
     let toml = format!(
-        "[server]\nport = {port}\ndrain_seconds = 2\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
+        "[metrics]\nenabled = false\n[server]\nport = {port}\ndrain_seconds = 2\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
     );
     std::fs::write(&file, toml).unwrap();
     let mut child = Command::new(BIN)

@@ -260,7 +260,7 @@ fn spawn_node(redis: &RedisServer, port: u16) -> std::process::Child {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("node.toml");
     let toml = format!(
-        "adapter = \"redis\"\n[server]\nport = {port}\n[redis]\nurl = \"{}\"\nheartbeat_ms = 200\nnode_timeout_ms = 1000\n\
+        "adapter = \"redis\"\n[metrics]\nenabled = false\n[server]\nport = {port}\n[redis]\nurl = \"{}\"\nheartbeat_ms = 200\nnode_timeout_ms = 1000\n\
          [[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\nenable_client_messages = true\n",
         redis.url()
     );

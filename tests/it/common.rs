@@ -42,6 +42,7 @@ pub fn app(id: &str, key: &str, secret: &str) -> AppConfig {
 pub fn config() -> Config {
     let mut c = Config::development();
     c.server.port = 0;
+    c.metrics.port = 0;
     let mut a2 = app("2", "key2", "secret2");
     a2.enable_client_messages = false;
     let mut a3 = app("3", "key3", "secret3");

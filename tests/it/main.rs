@@ -10,6 +10,7 @@ mod cluster;
 mod compat;
 mod connection;
 mod liveness;
+mod metrics;
 mod presence;
 mod redis_server;
 mod rest_auth;

@@ -1,0 +1,232 @@
+//! Counters and gauges for Prometheus, rendered in the text exposition format on a separate
+//! listener. Counters are plain atomics bumped on the hot paths; gauges are read at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::state::State;
+
+/// Upper bounds (seconds) of the REST latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Every counter herald keeps.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// WebSocket connections accepted (after the handshake checks).
+    pub connections_opened: AtomicU64,
+    /// Closed connections by close code (0: closed by the client).
+    closed: Mutex<BTreeMap<u16, u64>>,
+    /// Text frames received from clients.
+    pub messages_in: AtomicU64,
+    /// Bytes of those frames.
+    pub bytes_in: AtomicU64,
+    /// Frames written to clients.
+    pub messages_out: AtomicU64,
+    /// Bytes of those frames.
+    pub bytes_out: AtomicU64,
+    /// Broadcasts published by the REST API.
+    pub broadcasts_rest: AtomicU64,
+    /// Broadcasts published by client events.
+    pub broadcasts_client: AtomicU64,
+    /// Connections closed because their outbox was full.
+    pub evictions: AtomicU64,
+    /// REST requests by (endpoint, status).
+    rest: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// REST latency by endpoint.
+    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Metrics {
+    /// Records a closed connection.
+    pub fn closed(&self, code: u16) {
+        *lock(&self.closed).entry(code).or_default() += 1;
+    }
+
+    /// Records a REST request.
+    pub fn rest(&self, endpoint: &'static str, status: u16, took: Duration) {
+        *lock(&self.rest).entry((endpoint, status)).or_default() += 1;
+        let secs = took.as_secs_f64();
+        let mut l = lock(&self.latency);
+        let h = l.entry(endpoint).or_default();
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.buckets[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// The Prometheus text exposition of everything, with gauges read from `state`.
+    pub fn render(&self, state: &State) -> String {
+        let mut out = String::with_capacity(4096);
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP herald_connections Open WebSocket connections on this node.\n# TYPE herald_connections gauge");
+        let _ = writeln!(out, "herald_connections {}", state.connection_count());
+        let mut channels = 0usize;
+        let mut members = 0usize;
+        let _ = writeln!(out, "# HELP herald_app_connections Open WebSocket connections by app.\n# TYPE herald_app_connections gauge");
+        let mut ids = state.hub.app_ids();
+        ids.sort();
+        for id in &ids {
+            let app = state.hub.app(id);
+            let _ = writeln!(
+                out,
+                "herald_app_connections{{app=\"{id}\"}} {}",
+                app.connection_count()
+            );
+            for (_, s) in app.channels("") {
+                channels += 1;
+                members += s.user_count;
+            }
+        }
+        let _ = writeln!(out, "# HELP herald_channels Occupied channels on this node.\n# TYPE herald_channels gauge\nherald_channels {channels}");
+        let _ = writeln!(out, "# HELP herald_presence_members Presence members on this node (per channel).\n# TYPE herald_presence_members gauge\nherald_presence_members {members}");
+        counter(
+            &mut out,
+            "herald_connections_opened_total",
+            "WebSocket connections accepted.",
+            get(&self.connections_opened),
+        );
+        let _ = writeln!(out, "# HELP herald_connections_closed_total Connections closed, by close code (0: by the client).\n# TYPE herald_connections_closed_total counter");
+        for (code, n) in lock(&self.closed).iter() {
+            let _ = writeln!(
+                out,
+                "herald_connections_closed_total{{code=\"{code}\"}} {n}"
+            );
+        }
+        counter(
+            &mut out,
+            "herald_messages_in_total",
+            "Text frames received from clients.",
+            get(&self.messages_in),
+        );
+        counter(
+            &mut out,
+            "herald_bytes_in_total",
+            "Bytes of text frames received.",
+            get(&self.bytes_in),
+        );
+        counter(
+            &mut out,
+            "herald_messages_out_total",
+            "Frames written to clients.",
+            get(&self.messages_out),
+        );
+        counter(
+            &mut out,
+            "herald_bytes_out_total",
+            "Bytes of frames written.",
+            get(&self.bytes_out),
+        );
+        let _ = writeln!(out, "# HELP herald_broadcasts_total Broadcasts published, by source.\n# TYPE herald_broadcasts_total counter");
+        let _ = writeln!(
+            out,
+            "herald_broadcasts_total{{source=\"rest\"}} {}",
+            get(&self.broadcasts_rest)
+        );
+        let _ = writeln!(
+            out,
+            "herald_broadcasts_total{{source=\"client_event\"}} {}",
+            get(&self.broadcasts_client)
+        );
+        counter(
+            &mut out,
+            "herald_outbox_evictions_total",
+            "Connections closed because they could not keep up.",
+            get(&self.evictions),
+        );
+        let _ = writeln!(out, "# HELP herald_rest_requests_total REST requests by endpoint and status.\n# TYPE herald_rest_requests_total counter");
+        for ((ep, status), n) in lock(&self.rest).iter() {
+            let _ = writeln!(
+                out,
+                "herald_rest_requests_total{{endpoint=\"{ep}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP herald_rest_request_seconds REST request latency.\n# TYPE herald_rest_request_seconds histogram");
+        for (ep, h) in lock(&self.latency).iter() {
+            for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "herald_rest_request_seconds_bucket{{endpoint=\"{ep}\",le=\"{le}\"}} {}",
+                    h.buckets[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "herald_rest_request_seconds_bucket{{endpoint=\"{ep}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "herald_rest_request_seconds_sum{{endpoint=\"{ep}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "herald_rest_request_seconds_count{{endpoint=\"{ep}\"}} {}",
+                h.count
+            );
+        }
+        let _ = writeln!(out, "# HELP herald_adapter_up Whether the adapter reaches its cluster store (1 for the local adapter).\n# TYPE herald_adapter_up gauge");
+        let _ = writeln!(
+            out,
+            "herald_adapter_up {}",
+            u8::from(state.adapter.healthy())
+        );
+        let w = state.webhooks.stats();
+        counter(
+            &mut out,
+            "herald_webhook_attempts_total",
+            "Webhook delivery attempts.",
+            get(&w.attempts),
+        );
+        counter(
+            &mut out,
+            "herald_webhook_failures_total",
+            "Failed webhook delivery attempts.",
+            get(&w.failures),
+        );
+        counter(
+            &mut out,
+            "herald_webhook_delivered_total",
+            "Webhook requests delivered (2xx).",
+            get(&w.delivered),
+        );
+        counter(
+            &mut out,
+            "herald_webhook_given_up_total",
+            "Webhook events dropped after the retry window.",
+            get(&w.given_up),
+        );
+        counter(
+            &mut out,
+            "herald_webhook_dropped_total",
+            "Webhook events dropped because a queue was full.",
+            get(&w.dropped),
+        );
+        out
+    }
+}
