@@ -27,6 +27,8 @@ pub struct App {
     pub signin_timeout: Option<std::time::Duration>,
     /// Webhook receivers.
     pub webhooks: Vec<crate::config::WebhookConfig>,
+    /// REST request rate limit, if configured.
+    pub rest_limiter: Option<governor::DefaultDirectRateLimiter>,
     /// Effective limits (global merged with the app's overrides).
     pub limits: Limits,
 }
@@ -45,6 +47,10 @@ impl App {
             watchlist_events: c.enable_watchlist_events,
             signin_timeout: c.signin_timeout.map(std::time::Duration::from_secs),
             webhooks: c.webhooks.clone(),
+            rest_limiter: c
+                .max_requests_per_second
+                .and_then(std::num::NonZeroU32::new)
+                .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n))),
             limits: global.merged(&c.limits),
         }
     }

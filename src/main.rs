@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use herald::config::Config;
 use herald::Server;
 
+mod trigger;
+
 #[derive(Parser)]
 #[command(
     name = "herald",
@@ -17,6 +19,9 @@ use herald::Server;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Log format: human-readable text or one JSON object per line. Levels come from RUST_LOG.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -43,19 +48,63 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Sign and send one event through the HTTP API (a smoke test for a running server).
+    Trigger {
+        /// Config file with the app (its server host/port are where the request goes).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// App id (default: the only app, or the development app).
+        #[arg(long)]
+        app: Option<String>,
+        /// Channel.
+        #[arg(long)]
+        channel: String,
+        /// Event name.
+        #[arg(long)]
+        event: String,
+        /// Event data (any string; usually JSON).
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// Server address (host:port) instead of the config's.
+        #[arg(long)]
+        addr: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Trigger {
+            config,
+            app,
+            channel,
+            event,
+            data,
+            addr,
+        }) => trigger::run(
+            config.as_deref(),
+            app.as_deref(),
+            &channel,
+            &event,
+            &data,
+            addr.as_deref(),
+        ),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     }
@@ -120,6 +169,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    raise_open_files_limit();
     runtime.block_on(async move {
         let dev = args.config.is_none();
         let server = match Server::start(config.clone()).await {
@@ -172,5 +222,13 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Every socket is a file descriptor: raise the soft limit to the hard limit and say what it is.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
 }

@@ -24,6 +24,8 @@ pub enum ApiError {
     TooLarge(String),
     /// 503: the adapter (e.g. Redis) cannot answer.
     Unavailable(AdapterError),
+    /// 429: the app's REST rate limit; retry after this many seconds.
+    TooManyRequests(u64),
 }
 
 impl ApiError {
@@ -37,6 +39,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -50,15 +53,23 @@ impl ApiError {
             ApiError::MethodNotAllowed => "Method not allowed".into(),
             ApiError::Unauthorized(e) => e.to_string(),
             ApiError::Unavailable(e) => e.to_string(),
+            ApiError::TooManyRequests(_) => "Too many requests for this app".into(),
         }
     }
 
     /// The response.
     pub fn response(&self) -> Response<Full<Bytes>> {
-        json_response(
+        let mut r = json_response(
             self.status(),
             &serde_json::json!({ "error": self.message() }),
-        )
+        );
+        if let ApiError::TooManyRequests(secs) = self {
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(*secs),
+            );
+        }
+        r
     }
 }
 

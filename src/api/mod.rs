@@ -129,6 +129,14 @@ async fn serve(req: Request<Incoming>, path: &str, state: &State) -> Result<Valu
     if !app.enabled {
         return Err(ApiError::Forbidden("Application disabled".into()));
     }
+    // Counted after authentication, so strangers cannot spend an app's quota.
+    if let Some(limiter) = &app.rest_limiter {
+        if let Err(not_until) = limiter.check() {
+            let now = governor::clock::Clock::now(limiter.clock());
+            let wait = not_until.wait_time_from(now);
+            return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));
+        }
+    }
     let param = |name: &str| {
         query
             .iter()

@@ -137,6 +137,7 @@ impl Config {
                 enable_subscription_count: false,
                 enable_watchlist_events: false,
                 signin_timeout: None,
+                max_requests_per_second: None,
                 webhooks: Vec::new(),
                 limits: LimitsOverride::default(),
             }],
@@ -232,6 +233,9 @@ impl Config {
                         problems.push(format!("{wat}: invalid header {k:?}"));
                     }
                 }
+            }
+            if app.max_requests_per_second == Some(0) {
+                problems.push(format!("{at}: max_requests_per_second must be at least 1"));
             }
             if app.signin_timeout == Some(0) {
                 problems.push(format!("{at}: signin_timeout must be at least 1 second"));

@@ -253,6 +253,9 @@ pub struct AppConfig {
     /// Max concurrent connections for this app (close 4004 beyond); unset: unlimited.
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// Max REST requests per second for this app (429 with Retry-After beyond); unset: unlimited.
+    #[serde(default)]
+    pub max_requests_per_second: Option<u32>,
     /// Send `pusher_internal:subscription_count` to subscribers of non-presence channels.
     #[serde(default)]
     pub enable_subscription_count: bool,
@@ -358,6 +361,7 @@ impl std::fmt::Debug for AppConfig {
             .field("enabled", &self.enabled)
             .field("enable_client_messages", &self.enable_client_messages)
             .field("max_connections", &self.max_connections)
+            .field("max_requests_per_second", &self.max_requests_per_second)
             .field("enable_subscription_count", &self.enable_subscription_count)
             .field("enable_watchlist_events", &self.enable_watchlist_events)
             .field("signin_timeout", &self.signin_timeout)

@@ -225,3 +225,107 @@ async fn sigterm_drains_gradually_with_4100_then_exits_0() {
         .unwrap();
     assert_eq!(code.code(), Some(0));
 }
+
+#[tokio::test]
+async fn json_logs_open_file_limit_and_the_trigger_command() {
+    let dir = std::env::temp_dir().join(format!("herald-trig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("t.toml");
+    let port = crate::redis_server::free_port();
+    let toml = format!(
+        "[metrics]\nenabled = false\n[server]\nport = {port}\ndrain_seconds = 1\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
+    );
+    std::fs::write(&file, toml).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Every log line is a JSON object; one says what the open-file limit is.
+    let limit = tokio::time::timeout(WAIT, async {
+        loop {
+            let line = rx.recv().await.expect("log line");
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            if v["fields"]["message"] == "open-file limit" {
+                return v["fields"]["open_files"].as_u64().unwrap();
+            }
+        }
+    })
+    .await
+    .expect("open-file limit logged");
+    assert!(limit >= 1024, "{limit}");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    tokio::time::timeout(WAIT, async {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("listening");
+    let (mut ws, _) = connect(addr, "key1").await;
+    subscribe_public(&mut ws, "smoke").await;
+    let out = tokio::task::spawn_blocking({
+        let file = file.clone();
+        move || {
+            Command::new(BIN)
+                .args(["trigger", "--config"])
+                .arg(&file)
+                .args([
+                    "--channel",
+                    "smoke",
+                    "--event",
+                    "ping",
+                    "--data",
+                    "{\"ok\":true}",
+                ])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200 {}");
+    assert_eq!(
+        recv(&mut ws).await,
+        serde_json::json!({"event": "ping", "channel": "smoke", "data": "{\"ok\":true}"})
+    );
+    // a wrong channel name is reported with the server's answer and exit code 1
+    let out = Command::new(BIN)
+        .args(["trigger", "--config"])
+        .arg(&file)
+        .args(["--channel", "bad name", "--event", "e"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("400 "));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap());
+    assert_eq!(
+        tokio::time::timeout(WAIT, exit)
+            .await
+            .unwrap()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+}

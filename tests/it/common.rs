@@ -32,6 +32,7 @@ pub fn app(id: &str, key: &str, secret: &str) -> AppConfig {
         enable_subscription_count: false,
         enable_watchlist_events: false,
         signin_timeout: None,
+        max_requests_per_second: None,
         webhooks: Vec::new(),
         limits: LimitsOverride::default(),
     }
@@ -292,23 +293,7 @@ pub fn signed_query(
     secret: &str,
     ts: u64,
 ) -> String {
-    let mut params: Vec<(String, String)> = vec![
-        ("auth_key".into(), key.into()),
-        ("auth_timestamp".into(), ts.to_string()),
-        ("auth_version".into(), "1.0".into()),
-    ];
-    if !body.is_empty() {
-        use md5::Digest;
-        params.push(("body_md5".into(), hex::encode(md5::Md5::digest(body))));
-    }
-    for (k, v) in extra {
-        params.push(((*k).into(), (*v).into()));
-    }
-    params.sort();
-    let canonical: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let canonical = canonical.join("&");
-    let sig = sign(secret, &format!("{method}\n{path}\n{canonical}"));
-    format!("{canonical}&auth_signature={sig}")
+    herald::auth::rest::signed_query(method, path, extra, body, key, secret, ts)
 }
 
 /// Sends a raw request and returns the reply.

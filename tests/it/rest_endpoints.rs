@@ -453,3 +453,53 @@ async fn keep_alive_serves_many_requests_on_one_connection() {
         let _ = res.into_body().collect().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn app_rest_rate_limit_answers_429_with_retry_after() {
+    let mut c = config();
+    c.apps[0].max_requests_per_second = Some(3);
+    let t = start_with(c).await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..5 {
+        let q = signed_query(
+            "GET",
+            "/apps/1/channels",
+            &[],
+            b"",
+            "key1",
+            "secret1",
+            now(),
+        );
+        let stream = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get(format!("/apps/1/channels?{q}"))
+            .header("host", "x")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        statuses.push(res.status().as_u16());
+        if res.status() == 429 {
+            retry_after = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    // unauthenticated requests do not spend the quota of another app and are refused first
+    let bad = request(
+        t.addr,
+        "GET",
+        "/apps/2/channels?auth_key=key2&auth_timestamp=1&auth_version=1.0&auth_signature=00",
+        b"",
+        &[],
+    )
+    .await;
+    assert_eq!(bad.status, 401);
+}

@@ -177,7 +177,20 @@ impl Publisher {
     pub async fn trigger(&mut self, channel: &str, data: &str) -> Result<u16, Error> {
         let body =
             serde_json::json!({"name": "bench", "channel": channel, "data": data}).to_string();
-        let query = signed_query("POST", &self.path, body.as_bytes(), &self.target);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let t = &self.target;
+        let query = herald::auth::rest::signed_query(
+            "POST",
+            &self.path,
+            &[],
+            body.as_bytes(),
+            &t.key,
+            &t.secret,
+            now,
+        );
         let req = hyper::Request::post(format!("{}?{query}", self.path))
             .header("host", "127.0.0.1")
             .header("content-type", "application/json")
@@ -188,21 +201,6 @@ impl Publisher {
         let _ = res.into_body().collect().await?;
         Ok(status)
     }
-}
-
-fn signed_query(method: &str, path: &str, body: &[u8], t: &Target) -> String {
-    use md5::Digest;
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let md5 = hex::encode(md5::Md5::digest(body));
-    let q = format!(
-        "auth_key={}&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}",
-        t.key
-    );
-    let sig = herald::auth::sign(&t.secret, format!("{method}\n{path}\n{q}").as_bytes());
-    format!("{q}&auth_signature={sig}")
 }
 
 /// The payload carrying a sequence number and the send time.
