@@ -3,7 +3,8 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-RUN cargo build --release --locked
+COPY benches ./benches
+RUN cargo build --release --locked --bin herald
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
@@ -13,7 +14,8 @@ COPY --from=build /src/target/release/herald /usr/local/bin/herald
 USER herald
 # Mount your config at /etc/herald/config.toml; secrets come from the environment.
 ENV HERALD_HOST=0.0.0.0
-EXPOSE 6001
+# 6001: WebSocket and REST; 9601: /metrics (bind it to 0.0.0.0 in the config to scrape it).
+EXPOSE 6001 9601
 HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:6001/health || exit 1
 ENTRYPOINT ["herald"]
 CMD ["serve", "--config", "/etc/herald/config.toml"]

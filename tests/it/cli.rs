@@ -329,3 +329,40 @@ async fn json_logs_open_file_limit_and_the_trigger_command() {
         Some(0)
     );
 }
+
+#[test]
+fn compose_example_config_passes_check_config() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/herald.toml");
+    let out = Command::new(BIN)
+        .args(["check-config", file])
+        .env("HERALD_APP_SECRET", "s")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the secret is required, with the message from the file
+    let out = Command::new(BIN)
+        .args(["check-config", file])
+        .env_remove("HERALD_APP_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set HERALD_APP_SECRET"));
+    // the compose file mounts exactly this config where the image reads it
+    let compose = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docker-compose.example.yml"
+    ))
+    .unwrap();
+    assert!(compose.contains("./deploy/herald.toml:/etc/herald/config.toml"));
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("/etc/herald/config.toml")
+            && dockerfile.contains("HEALTHCHECK")
+            && dockerfile.contains("USER herald")
+    );
+}
