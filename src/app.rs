@@ -115,9 +115,73 @@ impl AppStore for StaticApps {
     }
 }
 
+/// Apps that can be replaced at runtime (SIGHUP reload): lookups see the new set at once.
+#[derive(Debug, Default)]
+pub struct ReloadableApps {
+    current: std::sync::RwLock<Arc<StaticApps>>,
+}
+
+impl ReloadableApps {
+    /// Starts with the config's apps.
+    pub fn from_config(config: &Config) -> ReloadableApps {
+        ReloadableApps {
+            current: std::sync::RwLock::new(Arc::new(StaticApps::from_config(config))),
+        }
+    }
+
+    fn current(&self) -> Arc<StaticApps> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the apps; returns the ids that are gone.
+    pub fn replace(&self, config: &Config) -> Vec<String> {
+        let next = Arc::new(StaticApps::from_config(config));
+        let mut w = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let gone = w
+            .by_id
+            .keys()
+            .filter(|id| !next.by_id.contains_key(*id))
+            .cloned()
+            .collect();
+        *w = next;
+        gone
+    }
+}
+
+impl AppStore for ReloadableApps {
+    fn by_id(&self, id: &str) -> Option<Arc<App>> {
+        self.current().by_id(id)
+    }
+
+    fn by_key(&self, key: &str) -> Option<Arc<App>> {
+        self.current().by_key(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reload_replaces_and_reports_removed_apps() {
+        let mut c = Config::development();
+        let apps = ReloadableApps::from_config(&c);
+        assert!(apps.by_id("app-id").is_some());
+        c.apps[0].id = "other".into();
+        c.apps[0].secret = "new".into();
+        assert_eq!(apps.replace(&c), vec!["app-id".to_string()]);
+        assert!(apps.by_id("app-id").is_none());
+        assert_eq!(
+            apps.by_key("app-key").map(|a| a.secret().to_string()),
+            Some("new".into())
+        );
+    }
 
     #[test]
     fn lookup_by_id_and_key() {

@@ -49,7 +49,7 @@ use tokio::task::JoinHandle;
 use crate::adapter::local::LocalAdapter;
 use crate::adapter::redis::RedisAdapter;
 use crate::adapter::{Adapter, AdapterError};
-use crate::app::{AppStore, StaticApps};
+use crate::app::{AppStore, ReloadableApps};
 use crate::config::{AdapterKind, Config};
 use crate::http::DrainGuard;
 use crate::hub::Hub;
@@ -59,6 +59,7 @@ use crate::webhooks::WebhookSink;
 /// A running herald node.
 pub struct Server {
     addr: SocketAddr,
+    apps: Arc<ReloadableApps>,
     metrics_addr: Option<SocketAddr>,
     state: Arc<State>,
     shutdown: watch::Sender<bool>,
@@ -84,7 +85,8 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (draining, draining_rx) = watch::channel(false);
         let hub = Arc::new(Hub::default());
-        let apps: Arc<dyn AppStore> = Arc::new(StaticApps::from_config(&config));
+        let reloadable = Arc::new(ReloadableApps::from_config(&config));
+        let apps: Arc<dyn AppStore> = reloadable.clone();
         let (webhooks, webhook_source) = WebhookSink::new();
         let node = rand::random::<u32>();
         let adapter: Arc<dyn Adapter> = match config.adapter {
@@ -148,6 +150,7 @@ impl Server {
         ));
         Ok(Server {
             addr,
+            apps: reloadable,
             metrics_addr,
             state,
             shutdown,
@@ -171,6 +174,19 @@ impl Server {
     /// Shared state, for inspection in tests.
     pub fn state(&self) -> &Arc<State> {
         &self.state
+    }
+
+    /// A handle that applies new configurations to this server (SIGHUP reload).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            apps: self.apps.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// See [`Reloader::reload`].
+    pub fn reload(&self, config: &Config) -> Vec<String> {
+        self.reloader().reload(config)
     }
 
     /// Drains the node: readiness turns false, new WebSocket connections are refused with 4100,
@@ -207,6 +223,48 @@ impl Server {
                 "shutdown timeout reached with connections still open"
             );
         }
+    }
+}
+
+/// Applies new configurations to a running server; cheap to clone.
+#[derive(Clone)]
+pub struct Reloader {
+    apps: Arc<ReloadableApps>,
+    state: Arc<State>,
+}
+
+impl Reloader {
+    /// Applies a new configuration's apps without dropping connections: added apps accept
+    /// connections at once, changed keys, secrets, limits and settings apply to the next message,
+    /// and sockets of removed apps are closed with 4001. Other sections need a restart; the
+    /// returned notes say which changed.
+    pub fn reload(&self, config: &Config) -> Vec<String> {
+        let gone = self.apps.replace(config);
+        for app in &config.apps {
+            self.state.hub.app(&app.id).set_removed(false);
+        }
+        for id in &gone {
+            self.state.hub.app(id).set_removed(true);
+        }
+        let old = &self.state.config;
+        let mut notes: Vec<String> = gone
+            .iter()
+            .map(|id| format!("app {id} removed: its sockets are closed with 4001"))
+            .collect();
+        if old.server != config.server
+            || old.adapter != config.adapter
+            || old.redis != config.redis
+            || old.metrics != config.metrics
+        {
+            notes.push(
+                "[server], adapter, [redis] and [metrics] changes take effect after a restart"
+                    .into(),
+            );
+        }
+        if old.webhooks != config.webhooks {
+            notes.push("[webhooks] delivery settings take effect after a restart (receivers per app apply now)".into());
+        }
+        notes
     }
 }
 

@@ -189,7 +189,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         } else {
             tracing::info!(%addr, apps = config.apps.len(), "herald listening");
         }
+        let reloads = args.config.clone().map(|path| reload_on_sighup(&server, path));
         wait_for_signal().await;
+        drop(reloads);
         tracing::info!(seconds = config.server.drain_seconds, "draining: closing sockets gradually; interrupt again to exit at once");
         tokio::select! {
             _ = server.drain() => {}
@@ -230,5 +232,41 @@ fn raise_open_files_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::info!(open_files = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+}
+
+/// Re-reads the config file on every SIGHUP; a bad file is reported and the old one kept.
+fn reload_on_sighup(server: &Server, path: PathBuf) -> Option<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).ok()?;
+        let server = server.reloader();
+        Some(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match Config::from_file(&path) {
+                    Ok(config) => {
+                        let notes = server.reload(&config);
+                        tracing::info!(file = %path.display(), apps = config.apps.len(), "configuration reloaded");
+                        for note in notes {
+                            tracing::warn!("{note}");
+                        }
+                    }
+                    Err(e) => {
+                        for problem in &e.problems {
+                            tracing::error!(file = %path.display(), "{problem}");
+                        }
+                        tracing::error!(
+                            "reload refused: the previous configuration stays in force"
+                        );
+                    }
+                }
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (server, path);
+        None
     }
 }

@@ -150,7 +150,14 @@ where
     let drain_window = Duration::from_secs(server.drain_seconds);
     // Created once: re-creating it on every wake-up registered and dropped two waiters per
     // delivered frame (visible in perf as Notify bookkeeping).
-    let closing = must_close(outbox, &mut shutdown, &mut draining, drain_window);
+    let mut removed = state.hub.app(&session.app_id()).removed();
+    let closing = must_close(
+        outbox,
+        &mut shutdown,
+        &mut draining,
+        &mut removed,
+        drain_window,
+    );
     tokio::pin!(closing);
     let mut last_seen = Instant::now();
     let mut pinged = false;
@@ -241,6 +248,7 @@ async fn must_close(
     outbox: &Outbox,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
     draining: &mut tokio::sync::watch::Receiver<bool>,
+    removed: &mut tokio::sync::watch::Receiver<bool>,
     drain_window: Duration,
 ) -> Option<(u16, &'static str)> {
     let drained = async {
@@ -251,6 +259,7 @@ async fn must_close(
         biased;
         r = outbox.closed() => r,
         _ = crate::state::shutdown_started(shutdown) => CloseReason::ShuttingDown,
+        _ = crate::state::shutdown_started(removed) => CloseReason::AppNotFound,
         _ = drained => CloseReason::Draining,
     };
     if r == CloseReason::SlowConsumer {

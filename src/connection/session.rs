@@ -109,6 +109,11 @@ impl Session {
         self.outbox.push(frame.into());
     }
 
+    /// The app's id.
+    pub fn app_id(&self) -> String {
+        self.app.id.clone()
+    }
+
     /// How long the app gives a connection to sign in, if it requires it.
     pub fn signin_timeout(&self) -> Option<std::time::Duration> {
         self.app.signin_timeout
@@ -121,6 +126,12 @@ impl Session {
 
     /// Handles one text frame; protocol errors are answered with `pusher:error`.
     pub async fn handle_text(&mut self, text: &str) {
+        // Pick up a reloaded configuration (new secret, limits, settings) for this app.
+        if let Some(current) = self.state.apps.by_id(&self.app.id) {
+            if !Arc::ptr_eq(&current, &self.app) {
+                self.app = current;
+            }
+        }
         let (result, channel) = match crate::protocol::inbound::parse(text) {
             Ok(msg) => {
                 // Subscription errors name their channel so pusher-js routes them to it.

@@ -160,6 +160,8 @@ pub struct AppHub {
     users: Mutex<Users>,
     announced: Mutex<Announced>,
     connections: CappedCounter,
+    /// Flips to `true` when a reload removes the app: its sockets close with 4001.
+    removed: tokio::sync::watch::Sender<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -174,6 +176,7 @@ impl AppHub {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             users: Mutex::new(Users::default()),
             announced: Mutex::new(Announced::default()),
+            removed: tokio::sync::watch::Sender::new(false),
             connections: CappedCounter::default(),
         }
     }
@@ -182,6 +185,16 @@ impl AppHub {
         let mut h = DefaultHasher::new();
         channel.hash(&mut h);
         lock(&self.shards[(h.finish() as usize) % SHARDS])
+    }
+
+    /// Marks the app removed (or back, after a later reload).
+    pub fn set_removed(&self, removed: bool) {
+        self.removed.send_replace(removed);
+    }
+
+    /// Resolves when the app has been removed by a reload.
+    pub fn removed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.removed.subscribe()
     }
 
     /// Counts a new connection unless that would exceed `max`.

@@ -366,3 +366,128 @@ fn compose_example_config_passes_check_config() {
             && dockerfile.contains("USER herald")
     );
 }
+
+#[tokio::test]
+async fn sighup_reloads_apps_without_dropping_connections() {
+    let dir = std::env::temp_dir().join(format!("herald-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hup.toml");
+    let port = crate::redis_server::free_port();
+    let head = format!("[metrics]\nenabled = false\n[server]\nport = {port}\n");
+    let app = |id: &str, key: &str, secret: &str| {
+        format!("[[apps]]\nid = \"{id}\"\nkey = \"{key}\"\nsecret = \"{secret}\"\n")
+    };
+    std::fs::write(&file, format!("{head}{}", app("1", "key1", "secret1"))).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, mut logs) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    wait_log(&mut logs, "herald listening").await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (mut kept, _) = connect(addr, "key1").await;
+    subscribe_public(&mut kept, "kept").await;
+    let hup = |child: &std::process::Child| {
+        assert!(Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    // change app 1's secret and add app 2
+    std::fs::write(
+        &file,
+        format!(
+            "{head}{}{}",
+            app("1", "key1", "secret1b"),
+            app("2", "key2", "secret2")
+        ),
+    )
+    .unwrap();
+    hup(&child);
+    wait_log(&mut logs, "configuration reloaded").await;
+    let body = br#"{"name":"e","channel":"kept","data":"after reload"}"#;
+    assert_eq!(
+        api_as(addr, "key1", "secret1", "POST", "/apps/1/events", &[], body)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        api_as(
+            addr,
+            "key1",
+            "secret1b",
+            "POST",
+            "/apps/1/events",
+            &[],
+            body
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(recv(&mut kept).await["data"], "after reload");
+    let (_new_app, _) = connect(addr, "key2").await;
+    // a broken file is refused and the running configuration stays
+    std::fs::write(
+        &file,
+        format!("{head}{}{}", app("1", "key1", "x"), app("1", "key9", "y")),
+    )
+    .unwrap();
+    hup(&child);
+    let line = wait_log(&mut logs, "reload refused").await;
+    assert!(line.contains("previous configuration"), "{line}");
+    assert_eq!(
+        api_as(
+            addr,
+            "key1",
+            "secret1b",
+            "POST",
+            "/apps/1/events",
+            &[],
+            body
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(recv(&mut kept).await["data"], "after reload");
+    // removing app 1 closes its sockets with 4001
+    std::fs::write(&file, format!("{head}{}", app("2", "key2", "secret2"))).unwrap();
+    hup(&child);
+    let (texts, code, _) = expect_close(&mut kept).await;
+    assert_eq!(code, 4001);
+    expect_error(&texts[0], Some(4001), "Application does not exist");
+    expect_refused(addr, "/app/key1?protocol=7", 4001).await;
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// The next log line containing `needle` (bounded).
+async fn wait_log(logs: &mut tokio::sync::mpsc::UnboundedReceiver<String>, needle: &str) -> String {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let line = logs.recv().await.expect("herald is running");
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no log line with {needle:?}"))
+}
