@@ -18,6 +18,7 @@
 //! | [`http`] | accepting connections, routing to the upgrade, the REST API and health checks |
 //! | [`api`] | REST endpoints under `/apps/{id}/…`, their validation and errors |
 //! | [`state`] | what every handler shares |
+//! | [`tls`] | loading the certificate and key for `wss://` and HTTPS |
 //! | [`webhooks`] | recording, cluster-exact claiming, batching, signing and retrying webhooks |
 //!
 //! [`Server`] starts all of it on a listener (port 0 in tests) and shuts it down cleanly.
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod protocol;
 pub mod state;
+pub mod tls;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -59,6 +61,7 @@ use crate::webhooks::WebhookSink;
 /// A running herald node.
 pub struct Server {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     apps: Arc<ReloadableApps>,
     metrics_addr: Option<SocketAddr>,
     state: Arc<State>,
@@ -142,14 +145,46 @@ impl Server {
             None
         };
         let (guard, drained) = DrainGuard::new();
+        let tls = match &state.config.server.tls {
+            Some(t) => Some(tls::acceptor(t).map_err(StartError::Tls)?),
+            None => None,
+        };
+        // With a separate TLS port the main port stays plain; without one it is TLS only.
+        let (main_tls, tls_listener) =
+            match (&tls, state.config.server.tls.as_ref().and_then(|t| t.port)) {
+                (Some(acceptor), Some(port)) => {
+                    let bind = format!("{}:{port}", state.config.server.host);
+                    let l = TcpListener::bind(&bind)
+                        .await
+                        .map_err(|e| StartError::Bind(bind, e))?;
+                    (None, Some((l, acceptor.clone())))
+                }
+                (tls, _) => (tls.clone(), None),
+            };
+        let tls_addr = match &tls_listener {
+            Some((l, _)) => l.local_addr().ok(),
+            None if main_tls.is_some() => Some(addr),
+            None => None,
+        };
+        if let Some((l, acceptor)) = tls_listener {
+            tokio::spawn(http::accept_loop(
+                l,
+                Some(acceptor),
+                state.clone(),
+                shutdown_rx.clone(),
+                guard.clone(),
+            ));
+        }
         let accept = tokio::spawn(http::accept_loop(
             listener,
+            main_tls,
             state.clone(),
             shutdown_rx,
             guard.clone(),
         ));
         Ok(Server {
             addr,
+            tls_addr,
             apps: reloadable,
             metrics_addr,
             state,
@@ -164,6 +199,11 @@ impl Server {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `wss://` and HTTPS are served, if TLS is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Where `/metrics` is served, if it is.
@@ -288,6 +328,8 @@ pub enum StartError {
     Bind(String, std::io::Error),
     /// The adapter (Redis) could not be reached.
     Adapter(AdapterError),
+    /// The TLS certificate or key could not be loaded.
+    Tls(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -296,6 +338,7 @@ impl std::fmt::Display for StartError {
             StartError::Config(e) => write!(f, "{e}"),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Adapter(e) => write!(f, "cannot join the cluster: {e}"),
+            StartError::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! reports every problem at once, and the built-in development app.
 
 mod interpolate;
-mod types;
+pub mod types;
 
 pub use types::{
     AdapterKind, AppConfig, Config, Limits, LimitsOverride, MetricsConfig, RedisConfig,

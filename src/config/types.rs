@@ -46,6 +46,21 @@ pub struct ServerConfig {
     /// Seconds over which a draining node (SIGTERM) closes its sockets, spread evenly, with
     /// 4100 so clients back off and reconnect elsewhere.
     pub drain_seconds: u64,
+    /// `[server.tls]`: serve `wss://` and HTTPS.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
+    /// A separate TLS port; the main port then stays plain. Unset: the main port is TLS only.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +76,7 @@ impl Default for ServerConfig {
             max_connections: 0,
             shutdown_timeout: 5,
             drain_seconds: 10,
+            tls: None,
         }
     }
 }
@@ -81,6 +97,11 @@ impl ServerConfig {
         }
         if self.outbox_capacity < 2 {
             problems.push("[server] outbox_capacity must be at least 2".into());
+        }
+        if let Some(tls) = &self.tls {
+            if let Err(e) = crate::tls::acceptor(tls) {
+                problems.push(format!("[server.tls] {e}"));
+            }
         }
         let p = &self.path_prefix;
         if !p.is_empty() && (!p.starts_with('/') || p.ends_with('/')) {

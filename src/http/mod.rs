@@ -16,6 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, json_response};
 use crate::state::State;
@@ -32,9 +33,11 @@ impl DrainGuard {
     }
 }
 
-/// Accepts connections until shutdown, serving each on its own task.
+/// Accepts connections until shutdown, serving each on its own task (TLS first when an
+/// acceptor is given).
 pub async fn accept_loop(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
     guard: DrainGuard,
@@ -55,35 +58,68 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let guard = guard.clone();
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let svc_guard = guard.clone();
-            let svc_state = state.clone();
-            let svc = service_fn(move |req| {
-                let state = svc_state.clone();
-                let guard = svc_guard.clone();
-                async move { Ok::<_, Infallible>(dispatch(req, state, guard).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(state.config.server.handshake_timeout))
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = crate::state::shutdown_started(&mut shutdown) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+        let shutdown = shutdown.clone();
+        match tls.clone() {
+            None => {
+                tokio::spawn(serve_http(
+                    TokioIo::new(stream),
+                    peer,
+                    state,
+                    guard,
+                    shutdown,
+                ));
             }
-            drop(guard);
-        });
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    let limit = Duration::from_secs(state.config.server.handshake_timeout);
+                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            serve_http(TokioIo::new(tls), peer, state, guard, shutdown).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
+}
+
+/// Serves one HTTP/1.1 connection (keep-alive, upgrades) until it ends or shutdown.
+async fn serve_http<I>(
+    io: I,
+    peer: std::net::SocketAddr,
+    state: Arc<State>,
+    guard: DrainGuard,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc_guard = guard.clone();
+    let svc_state = state.clone();
+    let svc = service_fn(move |req| {
+        let state = svc_state.clone();
+        let guard = svc_guard.clone();
+        async move { Ok::<_, Infallible>(dispatch(req, state, guard).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(state.config.server.handshake_timeout))
+        .keep_alive(true)
+        .serve_connection(io, svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = crate::state::shutdown_started(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
+    drop(guard);
 }
 
 async fn dispatch(

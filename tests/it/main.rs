@@ -18,6 +18,7 @@ mod rest_endpoints;
 mod shutdown;
 mod slow_consumer;
 mod subscribe;
+mod tls;
 mod users;
 mod webhook_receiver;
 mod webhooks;
