@@ -196,6 +196,21 @@ impl Metrics {
             "herald_adapter_up {}",
             u8::from(state.adapter.healthy())
         );
+        let (pipelines, secs, dropped) = state.adapter.publish_stats();
+        counter(
+            &mut out,
+            "herald_adapter_publish_pipelines_total",
+            "Pipelines of broadcasts sent to Redis.",
+            pipelines,
+        );
+        let _ = writeln!(out, "# HELP herald_adapter_publish_seconds_total Time spent sending them (divide by the pipelines for the mean latency).\n# TYPE herald_adapter_publish_seconds_total counter\nherald_adapter_publish_seconds_total {secs}");
+        counter(
+            &mut out,
+            "herald_adapter_dropped_total",
+            "Broadcasts for other nodes dropped while Redis was away.",
+            dropped,
+        );
+        let _ = writeln!(out, "# HELP herald_webhook_queue Webhook events waiting for the dispatcher.\n# TYPE herald_webhook_queue gauge\nherald_webhook_queue {}", state.webhooks.queued());
         let w = state.webhooks.stats();
         counter(
             &mut out,

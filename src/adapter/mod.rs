@@ -77,6 +77,12 @@ pub enum Claim<'a> {
 
 /// Cluster-facing operations. Every broadcast of the server goes through `publish`.
 pub trait Adapter: Send + Sync + 'static {
+    /// Cluster publishing figures for metrics: (pipelines sent, seconds spent, broadcasts
+    /// dropped while the store was away). Zeros for the local adapter.
+    fn publish_stats(&self) -> (u64, f64, u64) {
+        (0, 0.0, 0)
+    }
+
     /// Whether the cluster store is reachable (readiness); the local adapter always is.
     fn healthy(&self) -> bool {
         true

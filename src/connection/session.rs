@@ -149,7 +149,7 @@ impl Session {
     }
 
     fn reject(&self, e: &ProtocolError, channel: Option<&str>) {
-        tracing::debug!(app = %self.app.id, socket_id = %self.id(), error = %e.message(), "message rejected");
+        tracing::debug!(app = %self.app.id, socket_id = %self.id(), error = %e.log_message(), "message rejected");
         let channel = e.channel().or(channel.filter(|c| !c.is_empty()));
         self.reply(outbound::error(e.code(), &e.message(), channel));
     }

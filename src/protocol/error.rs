@@ -105,6 +105,15 @@ impl ProtocolError {
         }
     }
 
+    /// The message for logs: like [`ProtocolError::message`] but never with the client's
+    /// signature.
+    pub fn log_message(&self) -> String {
+        match self {
+            ProtocolError::InvalidSignature { .. } => "Invalid signature".to_string(),
+            other => other.message(),
+        }
+    }
+
     /// The channel to attach to the error, when it concerns one (pusher-js routes it there).
     pub fn channel(&self) -> Option<&str> {
         match self {
@@ -141,5 +150,10 @@ mod tests {
             ProtocolError::ExistingSubscription("presence-foobar".into()).message(),
             "Existing subscription to channel presence-foobar"
         );
+        let sig = ProtocolError::InvalidSignature {
+            signed: "1.1:private-a".into(),
+            got: "k:deadbeef".into(),
+        };
+        assert!(!sig.log_message().contains("deadbeef"));
     }
 }

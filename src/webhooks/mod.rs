@@ -96,6 +96,11 @@ impl WebhookSink {
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
+
+    /// Events waiting for the dispatcher.
+    pub fn queued(&self) -> usize {
+        DISPATCH_QUEUE - self.tx.capacity()
+    }
 }
 
 /// The receiving end, consumed by [`start`].

@@ -106,6 +106,9 @@ async fn metrics_count_real_traffic() {
     // a: 2 subscribes, client event, ping; b: 1 subscribe
     assert_eq!(get("herald_messages_in_total"), 5.0);
     assert_eq!(get("herald_outbox_evictions_total"), 0.0);
+    assert_eq!(get("herald_webhook_queue"), 0.0);
+    assert_eq!(get("herald_adapter_publish_pipelines_total"), 0.0);
+    assert_eq!(get("herald_adapter_dropped_total"), 0.0);
     let r = request(t.server.metrics_addr().unwrap(), "GET", "/other", b"", &[]).await;
     assert_eq!(r.status, 404);
 }

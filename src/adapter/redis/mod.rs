@@ -54,6 +54,9 @@ pub(crate) struct Inner {
     stale: AtomicBool,
     /// Broadcasts dropped because the publish queue was full.
     dropped: AtomicU64,
+    /// Pipelines sent to Redis by the publisher, and the microseconds they took.
+    publishes: AtomicU64,
+    publish_micros: AtomicU64,
     /// Where the reaper records the webhooks of a dead node's departures.
     webhooks: crate::webhooks::WebhookSink,
 }
@@ -95,6 +98,8 @@ impl RedisAdapter {
             healthy: AtomicBool::new(true),
             stale: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            publishes: AtomicU64::new(0),
+            publish_micros: AtomicU64::new(0),
             webhooks,
         });
         let mut ctl = inner.link.clone();
@@ -462,6 +467,16 @@ fn presence_payload(flat: &[String]) -> String {
 impl Adapter for RedisAdapter {
     fn healthy(&self) -> bool {
         self.inner.healthy.load(Ordering::Acquire)
+    }
+
+    fn publish_stats(&self) -> (u64, f64, u64) {
+        let i = &self.inner;
+        let micros = i.publish_micros.load(Ordering::Relaxed);
+        (
+            i.publishes.load(Ordering::Relaxed),
+            micros as f64 / 1e6,
+            i.dropped.load(Ordering::Relaxed),
+        )
     }
 
     fn publish(&self, b: Broadcast) {

@@ -62,12 +62,20 @@ pub async fn publisher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Out>) {
             item.add_to(&mut pipes[at].1, &link);
         }
         let mut ok = true;
+        let started = std::time::Instant::now();
         for (_, pipe) in &pipes {
             if let Err(e) = pipe.query_async::<()>(&mut link).await {
                 tracing::debug!(error = %e, "publish to Redis failed");
                 ok = false;
             }
         }
+        inner
+            .publishes
+            .fetch_add(pipes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        inner
+            .publish_micros
+            .fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
         inner.mark(ok);
     }
 }
