@@ -5,6 +5,7 @@
 mod client;
 mod measure;
 mod scenarios;
+mod soak;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -84,6 +85,28 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// A long run with steady traffic and connection churn: server RSS and open files sampled,
+    /// every message to the steady subscribers accounted for.
+    Soak {
+        #[command(flatten)]
+        target: Target,
+        /// Subscribers that stay connected the whole run (their deliveries are checked).
+        #[arg(long, default_value_t = 2000)]
+        connections: usize,
+        /// Extra connections that keep connecting, subscribing and leaving.
+        #[arg(long, default_value_t = 200)]
+        churners: usize,
+        #[arg(long, default_value_t = 50)]
+        channels: usize,
+        /// Triggers per second (round-robin over the channels).
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Seconds between samples of the server's RSS and open files.
+        #[arg(long, default_value_t = 30)]
+        sample: u64,
+    },
     /// Subscribers spread over several nodes, publishing through the first.
     Cluster {
         #[command(flatten)]
@@ -143,6 +166,15 @@ fn main() -> std::process::ExitCode {
                 connections,
                 seconds,
             } => scenarios::trigger(target, connections, seconds).await,
+            Scenario::Soak {
+                target,
+                connections,
+                churners,
+                channels,
+                rate,
+                seconds,
+                sample,
+            } => crate::soak::soak(target, connections, churners, channels, rate, seconds, sample).await,
             Scenario::Cluster {
                 target,
                 nodes,
