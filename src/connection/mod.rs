@@ -19,7 +19,9 @@ use std::sync::atomic::Ordering;
 use crate::app::App;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::protocol::codes::{check_protocol, CloseReason, MESSAGE_TOO_BIG};
+use crate::protocol::codes::{
+    check_protocol, CloseReason, INVALID_PAYLOAD, MESSAGE_TOO_BIG, PROTOCOL_ERROR,
+};
 use crate::protocol::outbound;
 use crate::state::State;
 use session::Session;
@@ -182,6 +184,14 @@ where
                     Some(Err(WsError::Capacity(e))) => {
                         tracing::debug!(socket_id = %outbox.id, error = %e, "inbound message too big");
                         return Some((MESSAGE_TOO_BIG, "Message too big"));
+                    }
+                    Some(Err(WsError::Utf8(e))) => {
+                        tracing::debug!(socket_id = %outbox.id, error = %e, "text frame is not UTF-8");
+                        return Some((INVALID_PAYLOAD, "Invalid UTF-8 in a text frame"));
+                    }
+                    Some(Err(WsError::Protocol(e))) => {
+                        tracing::debug!(socket_id = %outbox.id, error = %e, "WebSocket protocol error");
+                        return Some((PROTOCOL_ERROR, "WebSocket protocol error"));
                     }
                     Some(Err(e)) => {
                         tracing::debug!(socket_id = %outbox.id, error = %e, "socket error");

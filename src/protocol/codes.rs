@@ -71,6 +71,10 @@ impl CloseReason {
 
 /// Close code for an inbound message above the size limit (WebSocket "message too big").
 pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// Close code for a text frame that is not UTF-8 (WebSocket "invalid frame payload data").
+pub const INVALID_PAYLOAD: u16 = 1007;
+/// Close code for a frame that breaks RFC 6455 (e.g. unmasked from a client).
+pub const PROTOCOL_ERROR: u16 = 1002;
 /// `pusher:error` code for a client event dropped by the rate limit (never a close code).
 pub const CLIENT_EVENT_RATE_LIMIT: u16 = 4301;
 /// `pusher:error` code for a watchlist above the limit (never a close code).

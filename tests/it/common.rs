@@ -485,3 +485,36 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Sends one frame with any opcode and payload, masked (as clients must) or not.
+pub async fn raw_send_frame(s: &mut TcpStream, opcode: u8, payload: &[u8], masked: bool) {
+    let mut frame = vec![0x80 | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    if payload.len() < 126 {
+        frame.push(mask_bit | payload.len() as u8);
+    } else if payload.len() <= usize::from(u16::MAX) {
+        frame.push(mask_bit | 126);
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    } else {
+        frame.push(mask_bit | 127);
+        frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    }
+    if masked {
+        let mask = [7u8, 1, 9, 3];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    s.write_all(&frame).await.unwrap();
+}
+
+/// Reads raw frames until a close frame; returns its code.
+pub async fn raw_close_code(s: &mut TcpStream) -> u16 {
+    loop {
+        let (op, payload) = raw_frame(s).await;
+        if op == 8 {
+            return u16::from_be_bytes([payload[0], payload[1]]);
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bad_input;
 mod cache;
 mod cli;
 mod client_events;

@@ -174,7 +174,18 @@ fn main() -> std::process::ExitCode {
                 rate,
                 seconds,
                 sample,
-            } => crate::soak::soak(target, connections, churners, channels, rate, seconds, sample).await,
+            } => {
+                crate::soak::soak(
+                    target,
+                    connections,
+                    churners,
+                    channels,
+                    rate,
+                    seconds,
+                    sample,
+                )
+                .await
+            }
             Scenario::Cluster {
                 target,
                 nodes,

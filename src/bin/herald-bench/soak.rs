@@ -14,11 +14,21 @@ use crate::measure::{check, rss_kib};
 use crate::Target;
 
 fn open_files(pid: u32) -> Option<usize> {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count())
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|d| d.count())
 }
 
 #[allow(clippy::too_many_arguments)]
-pub async fn soak(t: Target, connections: usize, churners: usize, channels: usize, rate: u32, seconds: u64, sample: u64) -> Result<(), Error> {
+pub async fn soak(
+    t: Target,
+    connections: usize,
+    churners: usize,
+    channels: usize,
+    rate: u32,
+    seconds: u64,
+    sample: u64,
+) -> Result<(), Error> {
     let to = loopback(&t.addr)?;
     let pid = t.pid.ok_or("soak needs --pid to sample the server")?;
     let total = u64::from(rate) * seconds + 1;
@@ -29,7 +39,12 @@ pub async fn soak(t: Target, connections: usize, churners: usize, channels: usiz
     for i in 0..connections {
         let mut ws = client::connect(to, client::source(i, 4), &t.key).await?;
         client::subscribe(&mut ws, &format!("soak-{}", i % channels)).await?;
-        steady.push(tokio::spawn(client::consume(ws, epoch, total, stop_rx.clone())));
+        steady.push(tokio::spawn(client::consume(
+            ws,
+            epoch,
+            total,
+            stop_rx.clone(),
+        )));
     }
     // Churners: connect, subscribe, stay 1-5 s, leave, again.
     let churned = Arc::new(AtomicU64::new(0));
@@ -43,12 +58,18 @@ pub async fn soak(t: Target, connections: usize, churners: usize, channels: usiz
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 };
-                if client::subscribe(&mut ws, &format!("soak-{}", i % channels)).await.is_err() {
+                if client::subscribe(&mut ws, &format!("soak-{}", i % channels))
+                    .await
+                    .is_err()
+                {
                     continue;
                 }
                 let stay = Duration::from_millis(1000 + rand::random::<u64>() % 4000);
                 let until = tokio::time::Instant::now() + stay;
-                while tokio::time::timeout_at(until, ws.next()).await.is_ok_and(|m| m.is_some()) {}
+                while tokio::time::timeout_at(until, ws.next())
+                    .await
+                    .is_ok_and(|m| m.is_some())
+                {}
                 let _ = ws.close(None).await;
                 churned.fetch_add(1, Ordering::Relaxed);
             }
@@ -57,7 +78,10 @@ pub async fn soak(t: Target, connections: usize, churners: usize, channels: usiz
     let rss0 = rss_kib(pid);
     let fd0 = open_files(pid);
     println!("soak: {connections} steady + {churners} churning connections, {channels} channels, {rate} triggers/s for {seconds} s");
-    println!("  {:>6}  {:>10}  {:>8}  {:>10}", "t (s)", "RSS KiB", "files", "churned");
+    println!(
+        "  {:>6}  {:>10}  {:>8}  {:>10}",
+        "t (s)", "RSS KiB", "files", "churned"
+    );
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sampler = {
         let (samples, churned) = (samples.clone(), churned.clone());
@@ -71,7 +95,12 @@ pub async fn soak(t: Target, connections: usize, churners: usize, channels: usiz
                 }
                 let (r, f) = (rss_kib(pid), open_files(pid));
                 let secs = epoch.elapsed().as_secs();
-                println!("  {secs:>6}  {:>10}  {:>8}  {:>10}", r.unwrap_or(0), f.unwrap_or(0), churned.load(Ordering::Relaxed));
+                println!(
+                    "  {secs:>6}  {:>10}  {:>8}  {:>10}",
+                    r.unwrap_or(0),
+                    f.unwrap_or(0),
+                    churned.load(Ordering::Relaxed)
+                );
                 if let Ok(mut s) = samples.lock() {
                     s.push((secs, r.unwrap_or(0), f.unwrap_or(0)));
                 }
@@ -88,7 +117,10 @@ pub async fn soak(t: Target, connections: usize, churners: usize, channels: usiz
     while Instant::now() < deadline {
         tick.tick().await;
         let ch = (sent % channels as u64) as usize;
-        if p.trigger(&format!("soak-{ch}"), &client::stamp(sent, epoch)).await? == 200 {
+        if p.trigger(&format!("soak-{ch}"), &client::stamp(sent, epoch))
+            .await?
+            == 200
+        {
             per_channel[ch] += 1;
         }
         sent += 1;
@@ -122,7 +154,13 @@ pub async fn soak(t: Target, connections: usize, churners: usize, channels: usiz
     let first_peak = samples[..half].iter().map(|s| s.1).max().unwrap_or(0);
     let second_peak = samples[half..].iter().map(|s| s.1).max().unwrap_or(0);
     let growth = second_peak as f64 / first_peak.max(1) as f64 * 100.0 - 100.0;
-    check("RSS growth 2nd half vs 1st", growth, "%", "<= 5", growth <= 5.0);
+    check(
+        "RSS growth 2nd half vs 1st",
+        growth,
+        "%",
+        "<= 5",
+        growth <= 5.0,
+    );
     println!(
         "{}",
         json!({"scenario": "soak", "seconds": seconds, "steady": connections, "churners": churners, "channels": channels, "rate": rate,
@@ -132,4 +170,3 @@ pub async fn soak(t: Target, connections: usize, churners: usize, channels: usiz
     );
     Ok(())
 }
-
