@@ -27,9 +27,7 @@ fn check_config_accepts_the_example() {
 
 #[test]
 fn check_config_reports_every_problem_and_exits_1() {
-    let dir = std::env::temp_dir().join(format!("herald-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bad.toml");
+    let file = write_config("bad.toml", "");
     std::fs::write(
         &file,
         "[server]\nactivity_timeout = 0\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"${HERALD_TEST_UNSET_VAR}\"\n[[apps]]\nid = \"1\"\nkey = \"k2\"\nsecret = \"s\"\n",
@@ -146,9 +144,7 @@ async fn no_config_serves_the_development_app_and_a_second_sigint_exits_at_once(
 
 #[tokio::test]
 async fn sigterm_drains_gradually_with_4100_then_exits_0() {
-    let dir = std::env::temp_dir().join(format!("herald-drain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("drain.toml");
+    let file = write_config("drain.toml", "");
     let port = crate::redis_server::free_port();
     let toml = format!(
         "[metrics]\nenabled = false\n[server]\nport = {port}\ndrain_seconds = 2\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
@@ -162,14 +158,7 @@ async fn sigterm_drains_gradually_with_4100_then_exits_0() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    tokio::time::timeout(WAIT, async {
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("listening");
+    let addr = wait_listening(port).await;
     assert_eq!(request(addr, "GET", "/ready", b"", &[]).await.status, 200);
     let mut clients = Vec::new();
     for _ in 0..20 {
@@ -228,9 +217,7 @@ async fn sigterm_drains_gradually_with_4100_then_exits_0() {
 
 #[tokio::test]
 async fn json_logs_open_file_limit_and_the_trigger_command() {
-    let dir = std::env::temp_dir().join(format!("herald-trig-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("t.toml");
+    let file = write_config("t.toml", "");
     let port = crate::redis_server::free_port();
     let toml = format!(
         "[metrics]\nenabled = false\n[server]\nport = {port}\ndrain_seconds = 1\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
@@ -267,14 +254,7 @@ async fn json_logs_open_file_limit_and_the_trigger_command() {
     .await
     .expect("open-file limit logged");
     assert!(limit >= 1024, "{limit}");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    tokio::time::timeout(WAIT, async {
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("listening");
+    let addr = wait_listening(port).await;
     let (mut ws, _) = connect(addr, "key1").await;
     subscribe_public(&mut ws, "smoke").await;
     let out = tokio::task::spawn_blocking({
@@ -369,9 +349,7 @@ fn compose_example_config_passes_check_config() {
 
 #[tokio::test]
 async fn sighup_reloads_apps_without_dropping_connections() {
-    let dir = std::env::temp_dir().join(format!("herald-hup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("hup.toml");
+    let file = write_config("hup.toml", "");
     let port = crate::redis_server::free_port();
     let head = format!("[metrics]\nenabled = false\n[server]\nport = {port}\n");
     let app = |id: &str, key: &str, secret: &str| {

@@ -256,9 +256,7 @@ async fn watchlist_across_nodes() {
 
 /// A herald binary on Redis, to be killed with SIGKILL.
 fn spawn_node(redis: &RedisServer, port: u16) -> std::process::Child {
-    let dir = std::env::temp_dir().join(format!("herald-node-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("node.toml");
+    let file = write_config(&format!("node-{port}.toml"), "");
     let toml = format!(
         "adapter = \"redis\"\n[metrics]\nenabled = false\n[server]\nport = {port}\n[redis]\nurl = \"{}\"\nheartbeat_ms = 200\nnode_timeout_ms = 1000\n\
          [[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\nenable_client_messages = true\n",
@@ -273,18 +271,6 @@ fn spawn_node(redis: &RedisServer, port: u16) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-async fn wait_listening(port: u16) -> std::net::SocketAddr {
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    tokio::time::timeout(WAIT, async {
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("node listens");
-    addr
 }
 
 #[tokio::test]

@@ -518,3 +518,25 @@ pub async fn raw_close_code(s: &mut TcpStream) -> u16 {
         }
     }
 }
+
+/// Waits (bounded) until something listens on 127.0.0.1:`port` (a spawned herald binary).
+pub async fn wait_listening(port: u16) -> SocketAddr {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    tokio::time::timeout(WAIT, async {
+        while TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("herald listens");
+    addr
+}
+
+/// Writes a config file for a spawned herald binary and returns its path.
+pub fn write_config(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("herald-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, contents).unwrap();
+    file
+}
