@@ -1,6 +1,7 @@
 //! One WebSocket connection: handshake checks, the read/write loop over socket, outbox and
 //! liveness timer, and closing with a Pusher code.
 
+pub mod harness;
 mod session;
 
 use std::sync::Arc;
