@@ -33,10 +33,25 @@ impl Harness {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let (draining_tx, draining) = watch::channel(false);
         let (webhooks, _) = WebhookSink::new();
-        let state = Arc::new(State::new(1, config, apps, hub, adapter, webhooks, Phases { shutdown, draining }));
-        let outbox = Arc::new(Outbox::new(SocketId { node: 1, seq: 1 }, state.config.server.outbox_capacity));
+        let state = Arc::new(State::new(
+            1,
+            config,
+            apps,
+            hub,
+            adapter,
+            webhooks,
+            Phases { shutdown, draining },
+        ));
+        let outbox = Arc::new(Outbox::new(
+            SocketId { node: 1, seq: 1 },
+            state.config.server.outbox_capacity,
+        ));
         let session = Session::new(state, app, outbox.clone());
-        Some(Harness { session, outbox, _signals: (shutdown_tx, draining_tx) })
+        Some(Harness {
+            session,
+            outbox,
+            _signals: (shutdown_tx, draining_tx),
+        })
     }
 
     /// Handles one inbound text frame.
@@ -46,7 +61,9 @@ impl Harness {
 
     /// Takes the frames queued for the client so far.
     pub fn written(&self) -> Vec<String> {
-        std::iter::from_fn(|| self.outbox.pop()).map(|f| f.to_string()).collect()
+        std::iter::from_fn(|| self.outbox.pop())
+            .map(|f| f.to_string())
+            .collect()
     }
 
     /// Leaves every channel, as a closing connection does.
@@ -63,7 +80,8 @@ mod tests {
     async fn feeds_frames_and_reads_answers() {
         let mut h = Harness::new(Config::development()).unwrap();
         h.feed(r#"{"event":"pusher:ping"}"#).await;
-        h.feed(r#"{"event":"pusher:subscribe","data":{"channel":"a"}}"#).await;
+        h.feed(r#"{"event":"pusher:subscribe","data":{"channel":"a"}}"#)
+            .await;
         h.feed("nonsense").await;
         let out = h.written();
         assert_eq!(out[0], r#"{"event":"pusher:pong","data":"{}"}"#);
