@@ -12,6 +12,7 @@
 //! | [`metrics`] | counters and gauges, rendered for Prometheus on their own listener |
 //! | [`limit`] | a counter with an optional cap (connections per node and per app) |
 //! | [`outbox`] | a connection's bounded frame queue and its slow-consumer eviction signal |
+//! | [`dashboard`] | the built-in debug page: live event bus, counts, channels, test events |
 //! | [`hub`] | this node's channels → subscribers and presence members, fan-out |
 //! | [`broadcast`] | the one message type of every delivery path and the one place it becomes a frame |
 //! | [`adapter`] | the node/cluster boundary: publish, subscribe bookkeeping, channel queries (`local` now) |
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod broadcast;
 pub mod config;
 pub mod connection;
+pub mod dashboard;
 pub mod http;
 pub mod hub;
 pub mod limit;
@@ -61,6 +63,7 @@ use crate::webhooks::WebhookSink;
 /// A running herald node.
 pub struct Server {
     addr: SocketAddr,
+    dashboard_addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
     apps: Arc<ReloadableApps>,
     metrics_addr: Option<SocketAddr>,
@@ -106,13 +109,6 @@ impl Server {
                 .map_err(StartError::Adapter)?,
             ),
         };
-        webhooks::start(
-            webhook_source,
-            apps.clone(),
-            adapter.clone(),
-            config.webhooks.clone(),
-            shutdown_rx.clone(),
-        );
         let state = Arc::new(State::new(
             node,
             config,
@@ -125,7 +121,31 @@ impl Server {
                 draining: draining_rx,
             },
         ));
+        webhooks::start(
+            webhook_source,
+            state.apps.clone(),
+            state.adapter.clone(),
+            state.config.webhooks.clone(),
+            shutdown_rx.clone(),
+            state.dashboard.clone(),
+        );
         tokio::spawn(sweep_caches(hub.clone(), shutdown_rx.clone()));
+        let dashboard_addr = if state.config.dashboard.enabled {
+            let d = &state.config.dashboard;
+            let bind = format!("{}:{}", d.host, d.port);
+            let l = TcpListener::bind(&bind)
+                .await
+                .map_err(|e| StartError::Bind(bind, e))?;
+            let a = l.local_addr().ok();
+            tokio::spawn(dashboard::server::serve(
+                l,
+                state.clone(),
+                shutdown_rx.clone(),
+            ));
+            a
+        } else {
+            None
+        };
         let metrics_addr = if state.config.metrics.enabled {
             let m = &state.config.metrics;
             let bind = format!("{}:{}", m.host, m.port);
@@ -184,6 +204,7 @@ impl Server {
         ));
         Ok(Server {
             addr,
+            dashboard_addr,
             tls_addr,
             apps: reloadable,
             metrics_addr,
@@ -204,6 +225,11 @@ impl Server {
     /// Where `wss://` and HTTPS are served, if TLS is configured.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// Where the dashboard is served, if it is enabled.
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.dashboard_addr
     }
 
     /// Where `/metrics` is served, if it is.

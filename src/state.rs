@@ -35,6 +35,8 @@ pub struct State {
     pub webhooks: WebhookSink,
     /// Counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Live events for the dashboard.
+    pub dashboard: crate::dashboard::DashboardBus,
     /// Socket id source.
     pub ids: SocketIdGen,
     /// Flips to `true` when the server starts shutting down.
@@ -65,6 +67,7 @@ impl State {
             adapter,
             webhooks,
             metrics: crate::metrics::Metrics::default(),
+            dashboard: crate::dashboard::DashboardBus::new(node),
             ids,
             shutdown,
             draining,

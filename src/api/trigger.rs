@@ -17,6 +17,11 @@ fn publish(state: &State, app: &App, ev: &event::Event) {
         .broadcasts_rest
         .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     for ch in &ev.channels {
+        state.dashboard.emit(&app.id, "api_message", |e| {
+            e.channel = Some(ch.clone());
+            e.event = Some(ev.name.clone());
+            e.detail = Some(ev.data.clone());
+        });
         state.adapter.publish(Broadcast {
             app: app.id.clone(),
             channel: ch.clone(),

@@ -5,8 +5,8 @@ mod interpolate;
 pub mod types;
 
 pub use types::{
-    AdapterKind, AppConfig, Config, Limits, LimitsOverride, MetricsConfig, RedisConfig,
-    ServerConfig, WebhookConfig, WebhookSettings, WEBHOOK_EVENTS,
+    AdapterKind, AppConfig, Config, DashboardConfig, Limits, LimitsOverride, MetricsConfig,
+    RedisConfig, ServerConfig, WebhookConfig, WebhookSettings, WEBHOOK_EVENTS,
 };
 
 use std::path::Path;
@@ -84,6 +84,8 @@ impl Config {
         let webhooks: WebhookSettings =
             section(table.remove("webhooks"), "[webhooks]", &mut problems);
         let metrics: MetricsConfig = section(table.remove("metrics"), "[metrics]", &mut problems);
+        let dashboard: DashboardConfig =
+            section(table.remove("dashboard"), "[dashboard]", &mut problems);
         let mut apps = Vec::new();
         match table.remove("apps") {
             None => {}
@@ -106,6 +108,7 @@ impl Config {
             redis,
             webhooks,
             metrics,
+            dashboard,
             limits,
             apps,
         };
@@ -126,6 +129,7 @@ impl Config {
             redis: RedisConfig::default(),
             webhooks: WebhookSettings::default(),
             metrics: MetricsConfig::default(),
+            dashboard: DashboardConfig::default(),
             limits: Limits::default(),
             apps: vec![AppConfig {
                 id: "app-id".into(),
@@ -170,6 +174,9 @@ impl Config {
 
     fn validate_into(&self, problems: &mut Vec<String>) {
         self.server.validate_into(problems);
+        if self.dashboard.enabled && self.dashboard.password.is_empty() {
+            problems.push("[dashboard] password must be set when the dashboard is enabled".into());
+        }
         if self.adapter == AdapterKind::Redis {
             self.redis.validate_into(problems);
         }

@@ -15,6 +15,8 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// `[metrics]`.
     pub metrics: MetricsConfig,
+    /// `[dashboard]`.
+    pub dashboard: DashboardConfig,
     /// Limits for every app unless an app overrides them.
     pub limits: Limits,
     /// The apps this server serves.
@@ -486,5 +488,45 @@ impl Default for MetricsConfig {
             host: "127.0.0.1".into(),
             port: 9601,
         }
+    }
+}
+
+/// `[dashboard]`: the built-in debug dashboard, on its own listener, off by default.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Serve the dashboard.
+    pub enabled: bool,
+    /// Address to bind.
+    pub host: String,
+    /// Port (0 picks a free one).
+    pub port: u16,
+    /// HTTP Basic user name.
+    pub user: String,
+    /// HTTP Basic password; required when enabled. Never logged.
+    pub password: String,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 9602,
+            user: "admin".into(),
+            password: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DashboardConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashboardConfig")
+            .field("enabled", &self.enabled)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }

@@ -83,6 +83,9 @@ where
         .connections_opened
         .fetch_add(1, Ordering::Relaxed);
     let id = state.ids.next_id();
+    state.dashboard.emit(&app.id, "connection", |e| {
+        e.socket_id = Some(id.to_string())
+    });
     let outbox = Outbox::new(id, state.config.server.outbox_capacity);
     let outbox = Arc::new(outbox);
     tracing::debug!(app = %app.id, socket_id = %id, "connection opened");
@@ -92,6 +95,10 @@ where
     // are right at once.
     Box::pin(session.close()).await;
     state.metrics.closed(reason.map_or(0, |r| r.0));
+    state.dashboard.emit(&app.id, "disconnection", |e| {
+        e.socket_id = Some(id.to_string());
+        e.code = reason.map(|r| r.0);
+    });
     if reason.is_some_and(|r| r.1 == CloseReason::SlowConsumer.message()) {
         state.metrics.evictions.fetch_add(1, Ordering::Relaxed);
     }

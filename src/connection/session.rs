@@ -151,6 +151,12 @@ impl Session {
     fn reject(&self, e: &ProtocolError, channel: Option<&str>) {
         tracing::debug!(app = %self.app.id, socket_id = %self.id(), error = %e.log_message(), "message rejected");
         let channel = e.channel().or(channel.filter(|c| !c.is_empty()));
+        self.state.dashboard.emit(&self.app.id, "error", |d| {
+            d.channel = channel.map(str::to_string);
+            d.socket_id = Some(self.socket_id());
+            d.code = e.code();
+            d.detail = Some(e.log_message());
+        });
         self.reply(outbound::error(e.code(), &e.message(), channel));
     }
 
@@ -241,6 +247,10 @@ impl Session {
         }
         self.authorized |= ty.needs_auth();
         self.announce_count(&name, joined.count);
+        self.state.dashboard.emit(&self.app.id, "subscribed", |e| {
+            e.channel = Some(name.clone());
+            e.socket_id = Some(self.socket_id());
+        });
         if joined.occupied {
             self.webhook(Emitted::Occupied(name.clone()));
         }
@@ -338,6 +348,12 @@ impl Session {
         if left.was_subscribed && !left.vacated {
             self.announce_count(name, left.count);
         }
+        self.state
+            .dashboard
+            .emit(&self.app.id, "unsubscribed", |e| {
+                e.channel = Some(name.to_string());
+                e.socket_id = Some(self.socket_id());
+            });
         if left.vacated {
             self.webhook(Emitted::Vacated(name.to_string()));
         }
@@ -492,6 +508,14 @@ impl Session {
             .metrics
             .broadcasts_client
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.state
+            .dashboard
+            .emit(&self.app.id, "client_event", |e| {
+                e.channel = Some(channel.clone());
+                e.event = Some(event.clone());
+                e.socket_id = Some(self.socket_id());
+                e.detail = Some(data.clone());
+            });
         self.state.adapter.publish(Broadcast {
             app: self.app.id.clone(),
             channel,

@@ -117,8 +117,10 @@ pub fn start(
     adapter: Arc<dyn Adapter>,
     settings: WebhookSettings,
     shutdown: watch::Receiver<bool>,
+    dashboard: crate::dashboard::DashboardBus,
 ) {
     let d = Dispatcher {
+        dashboard,
         apps,
         adapter,
         settings,
@@ -140,6 +142,7 @@ struct CountState {
 }
 
 struct Dispatcher {
+    dashboard: crate::dashboard::DashboardBus,
     apps: Arc<dyn AppStore>,
     adapter: Arc<dyn Adapter>,
     settings: WebhookSettings,
@@ -279,6 +282,8 @@ impl Dispatcher {
                     key: app.key.clone(),
                     secret: app.secret().to_string(),
                     settings: self.settings.clone(),
+                    app: app.id.clone(),
+                    dashboard: self.dashboard.clone(),
                 };
                 tokio::spawn(sender::run(
                     target,

@@ -42,6 +42,10 @@ pub struct Target {
     pub secret: String,
     /// Delivery settings.
     pub settings: WebhookSettings,
+    /// App id, for the dashboard's log.
+    pub app: String,
+    /// The dashboard's event bus.
+    pub dashboard: crate::dashboard::DashboardBus,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -127,10 +131,16 @@ async fn deliver(
         match outcome {
             Ok(()) => {
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
+                target.dashboard.emit(&target.app, "webhook_sent", |e| {
+                    e.detail = Some(target.config.url.clone())
+                });
                 return true;
             }
             Err(why) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
+                target.dashboard.emit(&target.app, "webhook_failed", |e| {
+                    e.detail = Some(format!("{}: {why}", target.config.url))
+                });
                 let jitter = 0.5 + rand::random::<f64>();
                 let wait = backoff.mul_f64(jitter);
                 if started.elapsed() + wait > window {

@@ -10,6 +10,7 @@ mod client_events;
 mod cluster;
 mod compat;
 mod connection;
+mod dashboard;
 mod liveness;
 mod metrics;
 mod presence;
