@@ -141,7 +141,17 @@ async fn stats(state: &State, app: &str) -> Response<Body> {
     if state.apps.by_id(app).is_none() {
         return json_reply(StatusCode::NOT_FOUND, &json!({"error": "Unknown app"}));
     }
-    let channels = state.adapter.channels(app, "").await.map(|c| c.len()).ok();
+    // The same channels as the list: `#server-to-user-` channels are internal.
+    let channels = state
+        .adapter
+        .channels(app, "")
+        .await
+        .map(|c| {
+            c.iter()
+                .filter(|(n, _)| !n.starts_with(channel::SERVER_TO_USER_PREFIX))
+                .count()
+        })
+        .ok();
     let m = &state.metrics;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     json_reply(
@@ -157,6 +167,9 @@ async fn stats(state: &State, app: &str) -> Response<Body> {
 }
 
 async fn channels(state: &State, app: &str) -> Response<Body> {
+    if state.apps.by_id(app).is_none() {
+        return json_reply(StatusCode::NOT_FOUND, &json!({"error": "Unknown app"}));
+    }
     match state.adapter.channels(app, "").await {
         Ok(mut list) => {
             list.sort_by(|a, b| a.0.cmp(&b.0));
@@ -181,10 +194,11 @@ async fn channels(state: &State, app: &str) -> Response<Body> {
 fn events(state: &State, app: &str) -> Response<Body> {
     let rx = state.dashboard.subscribe();
     let app = app.to_string();
+    let node = state.dashboard.node();
     let hello = Bytes::from(format!(": herald node {}\n\n", state.dashboard.node()));
     let stream =
         futures_util::stream::once(async move { Ok::<_, Infallible>(Frame::data(hello)) }).chain(
-            futures_util::stream::unfold((rx, app), |(mut rx, app)| async move {
+            futures_util::stream::unfold((rx, app), move |(mut rx, app)| async move {
                 loop {
                     match rx.recv().await {
                         Ok(e) if e.app == app => {
@@ -196,10 +210,14 @@ fn events(state: &State, app: &str) -> Response<Body> {
                         }
                         Ok(_) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            let line = format!(
-                                "data: {}\n\n",
-                                json!({"kind": "lagged", "detail": format!("{n} events skipped")})
-                            );
+                            let lagged = json!({
+                                "node": node,
+                                "time_ms": now_ms(),
+                                "app": app,
+                                "kind": "lagged",
+                                "detail": format!("{n} events skipped"),
+                            });
+                            let line = format!("data: {lagged}\n\n");
                             return Some((Ok(Frame::data(Bytes::from(line))), (rx, app)));
                         }
                         Err(_) => return None,
@@ -213,6 +231,13 @@ fn events(state: &State, app: &str) -> Response<Body> {
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The test-event form: publishes through the same path as the REST API.
