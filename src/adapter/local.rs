@@ -141,4 +141,8 @@ impl Adapter for LocalAdapter {
     ) -> BoxFuture<'a, Result<Vec<String>, AdapterError>> {
         ready(Ok(self.hub.app(app).user_ids(channel)))
     }
+
+    fn connections<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Result<usize, AdapterError>> {
+        ready(Ok(self.hub.app(app).connection_count()))
+    }
 }

@@ -158,4 +158,8 @@ pub trait Adapter: Send + Sync + 'static {
         app: &'a str,
         channel: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, AdapterError>>;
+
+    /// WebSocket connections of an app on every live node (for the dashboard; on Redis it lags
+    /// by up to one heartbeat).
+    fn connections<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Result<usize, AdapterError>>;
 }

@@ -158,7 +158,7 @@ async fn stats(state: &State, app: &str) -> Response<Body> {
         StatusCode::OK,
         &json!({
             "node": state.dashboard.node(),
-            "connections": state.hub.app(app).connection_count(),
+            "connections": state.adapter.connections(app).await.ok(),
             "channels": channels,
             "messages_in_total": get(&m.messages_in),
             "messages_out_total": get(&m.messages_out),

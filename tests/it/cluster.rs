@@ -469,3 +469,67 @@ async fn redis_cluster_of_three_masters() {
         r.raw
     );
 }
+
+#[tokio::test]
+async fn dashboard_shows_cluster_counts_and_publishes_across_nodes() {
+    let redis = RedisServer::start().await;
+    let mut c1 = node_config(&redis);
+    c1.dashboard.enabled = true;
+    c1.dashboard.port = 0;
+    c1.dashboard.password = "pw-test".into();
+    let n1 = start_with(c1).await;
+    let n2 = start_with(node_config(&redis)).await;
+    let dash = n1.server.dashboard_addr().unwrap();
+    let auth = [("authorization", "Basic YWRtaW46cHctdGVzdA==")];
+    // a client on node 2 only
+    let (mut b, _) = connect(n2.addr, "key1").await;
+    subscribe_public(&mut b, "floor").await;
+    let channels = request(dash, "GET", "/api/apps/1/channels", b"", &auth).await;
+    assert_eq!(
+        channels.body,
+        json!({"channels": [{"name": "floor", "subscription_count": 1, "user_count": null}]})
+    );
+    // connection counts come from every node's heartbeat (200 ms here)
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = request(dash, "GET", "/api/apps/1/stats", b"", &auth).await;
+        if stats.body["connections"] == 1 && stats.body["channels"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cluster counts not shown: {}",
+            stats.raw
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // node 1's log: its own events, labelled with its node id
+    let node1 = request(dash, "GET", "/api/apps", b"", &auth).await.body["node"]
+        .as_u64()
+        .unwrap();
+    let mut sse = tokio::net::TcpStream::connect(dash).await.unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let head = "GET /api/apps/1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWRtaW46cHctdGVzdA==\r\n\r\n";
+        sse.write_all(head.as_bytes()).await.unwrap();
+    }
+    let mut seen = String::new();
+    crate::dashboard::read_until(&mut sse, &mut seen, "text/event-stream").await;
+    // the form on node 1 reaches the subscriber on node 2
+    let form = json!({"channel": "floor", "event": "announce", "data": "from node 1"});
+    let r = request(
+        dash,
+        "POST",
+        "/api/apps/1/events",
+        form.to_string().as_bytes(),
+        &auth,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        recv(&mut b).await,
+        json!({"event": "announce", "channel": "floor", "data": "from node 1"})
+    );
+    crate::dashboard::read_until(&mut sse, &mut seen, "\"kind\":\"api_message\"").await;
+    assert!(seen.contains(&format!("\"node\":{node1}")), "{seen}");
+}

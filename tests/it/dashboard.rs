@@ -124,7 +124,7 @@ async fn page_counts_channels_log_and_test_events() {
 }
 
 /// Reads the event stream until `needle` has been seen (bounded).
-async fn read_until(sse: &mut tokio::net::TcpStream, seen: &mut String, needle: &str) {
+pub async fn read_until(sse: &mut tokio::net::TcpStream, seen: &mut String, needle: &str) {
     tokio::time::timeout(WAIT, async {
         while !seen.contains(needle) {
             let mut buf = [0u8; 4096];

@@ -88,6 +88,7 @@ pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
         match heartbeat(&inner).await {
             Ok(beat) => {
                 inner.mark(true);
+                publish_connection_counts(&inner).await;
                 let stale = inner.stale.swap(false, Ordering::AcqRel);
                 if stale || !beat.known {
                     tracing::info!(
@@ -310,4 +311,18 @@ async fn resync(inner: &Inner) {
         inner.watch(app, user, true);
     }
     tracing::info!(node = inner.node, "this node's share was rewritten");
+}
+
+/// Writes this node's connection count per app, for cluster-wide totals (the dashboard).
+async fn publish_connection_counts(inner: &Inner) {
+    let mut pipe = redis::pipe();
+    for app in inner.hub.app_ids() {
+        let n = inner.hub.app(&app).connection_count();
+        pipe.hset(inner.names.connections(&app), inner.node, n)
+            .ignore();
+    }
+    let mut link = inner.link();
+    if let Err(e) = pipe.query_async::<()>(&mut link).await {
+        tracing::debug!(error = %e, "connection counts not written");
+    }
 }

@@ -661,6 +661,19 @@ impl Adapter for RedisAdapter {
                 .map_err(adapter_error)
         })
     }
+
+    fn connections<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Result<usize, AdapterError>> {
+        Box::pin(async move {
+            let mut link = self.inner.link();
+            scripts::CONNECTIONS
+                .key(self.inner.names.connections(app))
+                .key(self.inner.names.nodes())
+                .arg(self.inner.config.node_timeout_ms)
+                .invoke_async(&mut link)
+                .await
+                .map_err(adapter_error)
+        })
+    }
 }
 
 /// How long a node waits between reaper passes, relative to the heartbeat.

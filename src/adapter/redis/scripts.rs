@@ -198,3 +198,21 @@ return redis.call('SADD', KEYS[1], item)
 "#,
     )
 });
+
+/// KEYS: connections hash (node → count), nodes. ARGV: node timeout ms.
+/// Returns the sum over nodes that heartbeated within the timeout.
+pub static CONNECTIONS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+local sum = 0
+for i = 1, #all, 2 do
+  local seen = redis.call('ZSCORE', KEYS[2], all[i])
+  if seen and now - tonumber(seen) < tonumber(ARGV[1]) then sum = sum + tonumber(all[i + 1]) end
+end
+return sum
+"#,
+    )
+});

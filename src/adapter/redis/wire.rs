@@ -131,6 +131,11 @@ impl Names {
         format!("{}:wh:{kind}:{app}", self.tag)
     }
 
+    /// Hash node → this app's connections on that node (written with each heartbeat).
+    pub fn connections(&self, app: &str) -> String {
+        format!("{}:conns:{app}", self.tag)
+    }
+
     /// The cached event of a cache channel.
     pub fn cache(&self, app: &str, channel: &str) -> String {
         format!("{}:cache:{app}:{channel}", self.tag)
