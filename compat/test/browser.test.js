@@ -6,13 +6,11 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const http = require('node:http');
-const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
+const { launchChromium, closeChromium } = require('../lib/browser');
 const { startServer, COMPAT_DIR, HOST } = require('../lib/harness');
 const h = require('../lib/clients');
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const ARTIFACTS = path.join(COMPAT_DIR, 'artifacts');
 const PUSHER_JS = path.join(COMPAT_DIR, 'node_modules', 'pusher-js', 'dist', 'web', 'pusher.min.js');
 
@@ -21,7 +19,7 @@ let api;
 let web; // the app's web server: page, pusher.min.js, auth endpoint
 let webUrl;
 let context;
-let profileDir;
+let launched;
 const authRequests = [];
 
 const PAGE = `<!doctype html>
@@ -107,36 +105,20 @@ function startWeb() {
 }
 
 before(async () => {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (compat/run does it as root)`);
   server = await startServer();
   api = h.sdk(server);
   web = await startWeb();
   webUrl = `http://${HOST}:${web.address().port}`;
-  profileDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-compat-chromium-'));
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  launched = await launchChromium();
+  context = launched.context;
 });
 
 after(async () => {
-  if (context) await h.withTimeout(context.close(), 10_000, 'chromium to close').catch(() => {});
+  await closeChromium(launched, h.withTimeout);
   if (web) {
     web.closeAllConnections();
     await h.withTimeout(new Promise((r) => web.close(r)), h.WAIT, 'the web server to close').catch(() => {});
   }
-  if (profileDir) fs.rmSync(profileDir, { recursive: true, force: true });
   await h.teardown(server);
 });
 

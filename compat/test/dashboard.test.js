@@ -6,13 +6,11 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
+const { launchChromium, closeChromium } = require('../lib/browser');
 const { startServer, freePort, tomlString, COMPAT_DIR, HOST } = require('../lib/harness');
 const h = require('../lib/clients');
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const ARTIFACTS = path.join(COMPAT_DIR, 'artifacts');
 const SCREENSHOT = path.join(ARTIFACTS, 'dashboard.png');
 const README_SCREENSHOT = path.join(COMPAT_DIR, '..', 'docs', 'dashboard.png');
@@ -23,7 +21,7 @@ const PASSWORD = `compat-dashboard-${process.pid}`;
 let server;
 let dashUrl;
 let context;
-let profileDir;
+let launched;
 
 function dashboardToml(port) {
   return [
@@ -57,33 +55,15 @@ const fetchDash = (urlPath, headers = {}) =>
 const basic = (user, password) => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
 
 before(async () => {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (compat/run does it as root)`);
   const started = await startWithDashboard();
   server = started.s;
   dashUrl = `http://${HOST}:${started.port}`;
-  profileDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-compat-chromium-'));
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    httpCredentials: { username: USER, password: PASSWORD },
-    viewport: { width: 1200, height: 720 },
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  launched = await launchChromium({ httpCredentials: { username: USER, password: PASSWORD }, viewport: { width: 1200, height: 720 } });
+  context = launched.context;
 });
 
 after(async () => {
-  if (context) await h.withTimeout(context.close(), 10_000, 'chromium to close').catch(() => {});
-  if (profileDir) fs.rmSync(profileDir, { recursive: true, force: true });
+  await closeChromium(launched, h.withTimeout);
   await h.teardown(server);
 });
 

@@ -83,9 +83,12 @@ pub(super) async fn batch(state: &State, app: &App, body: &[u8]) -> Result<Value
     }
     let mut out = Vec::with_capacity(events.len());
     for ev in &events {
-        out.push(Value::Object(
-            counts(state, app, &ev.channels[0], ev.info).await?,
-        ));
+        // A batch event has exactly one channel (validated).
+        let counted = match ev.channels.first() {
+            Some(ch) => counts(state, app, ch, ev.info).await?,
+            None => Map::new(),
+        };
+        out.push(Value::Object(counted));
     }
     Ok(json!({ "batch": out }))
 }

@@ -20,9 +20,7 @@ use std::sync::atomic::Ordering;
 use crate::app::App;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::protocol::codes::{
-    check_protocol, CloseReason, INVALID_PAYLOAD, MESSAGE_TOO_BIG, PROTOCOL_ERROR,
-};
+use crate::protocol::codes::{check_protocol, CloseReason};
 use crate::protocol::outbound;
 use crate::state::State;
 use session::Session;
@@ -90,22 +88,22 @@ where
     let outbox = Arc::new(outbox);
     tracing::debug!(app = %app.id, socket_id = %id, "connection opened");
     let mut session = Session::new(state.clone(), app.clone(), outbox.clone());
-    let reason = run(&mut ws, &state, &mut session, &outbox).await;
+    let reason = run(&mut ws, &state, &mut session, &outbox, app_hub.removed()).await;
     // Leave every channel before the (possibly slow) closing handshake, so counts and presence
     // are right at once.
     Box::pin(session.close()).await;
-    state.metrics.closed(reason.map_or(0, |r| r.0));
+    state.metrics.closed(reason.map_or(0, CloseReason::code));
     state.dashboard.emit(&app.id, "disconnection", |e| {
         e.socket_id = Some(id.to_string());
-        e.code = reason.map(|r| r.0);
+        e.code = reason.map(CloseReason::code);
     });
-    if reason.is_some_and(|r| r.1 == CloseReason::SlowConsumer.message()) {
+    if reason == Some(CloseReason::SlowConsumer) {
         state.metrics.evictions.fetch_add(1, Ordering::Relaxed);
     }
     match reason {
         Some(r) => {
-            tracing::debug!(app = %app.id, socket_id = %id, code = r.0, "closing connection");
-            Box::pin(close(&mut ws, r.0, r.1)).await;
+            tracing::debug!(app = %app.id, socket_id = %id, code = r.code(), "closing connection");
+            Box::pin(close(&mut ws, r.code(), r.message())).await;
         }
         None => tracing::debug!(app = %app.id, socket_id = %id, "connection closed by client"),
     }
@@ -139,7 +137,8 @@ async fn run<S>(
     state: &State,
     session: &mut Session,
     outbox: &Arc<Outbox>,
-) -> Option<(u16, &'static str)>
+    mut removed: tokio::sync::watch::Receiver<bool>,
+) -> Option<CloseReason>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -160,7 +159,6 @@ where
     let drain_window = Duration::from_secs(server.drain_seconds);
     // Created once: re-creating it on every wake-up registered and dropped two waiters per
     // delivered frame (visible in perf as Notify bookkeeping).
-    let mut removed = state.hub.app(&session.app_id()).removed();
     let closing = must_close(
         outbox,
         &mut shutdown,
@@ -177,13 +175,12 @@ where
     let signin_deadline = session.signin_timeout().map(|d| last_seen + d);
     let signin_timer = tokio::time::sleep_until(signin_deadline.unwrap_or(last_seen));
     tokio::pin!(signin_timer);
-    let reason = |r: CloseReason| Some((r.code(), r.message()));
     loop {
         tokio::select! {
             biased;
             r = &mut closing => return r,
             () = &mut signin_timer, if signin_deadline.is_some() && !session.is_authorized() => {
-                return reason(CloseReason::NotAuthorizedInTime);
+                return Some(CloseReason::NotAuthorizedInTime);
             }
             msg = ws.next() => {
                 let msg = match msg {
@@ -191,15 +188,15 @@ where
                     Some(Ok(m)) => m,
                     Some(Err(WsError::Capacity(e))) => {
                         tracing::debug!(socket_id = %outbox.id, error = %e, "inbound message too big");
-                        return Some((MESSAGE_TOO_BIG, "Message too big"));
+                        return Some(CloseReason::MessageTooBig);
                     }
                     Some(Err(WsError::Utf8(e))) => {
                         tracing::debug!(socket_id = %outbox.id, error = %e, "text frame is not UTF-8");
-                        return Some((INVALID_PAYLOAD, "Invalid UTF-8 in a text frame"));
+                        return Some(CloseReason::InvalidUtf8);
                     }
                     Some(Err(WsError::Protocol(e))) => {
                         tracing::debug!(socket_id = %outbox.id, error = %e, "WebSocket protocol error");
-                        return Some((PROTOCOL_ERROR, "WebSocket protocol error"));
+                        return Some(CloseReason::ProtocolViolation);
                     }
                     Some(Err(e)) => {
                         tracing::debug!(socket_id = %outbox.id, error = %e, "socket error");
@@ -236,7 +233,7 @@ where
                     r = &mut closing => return r,
                     _ = tokio::time::sleep(pong_wait) => {
                         tracing::warn!(socket_id = %outbox.id, "write stalled; evicting");
-                        return reason(CloseReason::SlowConsumer);
+                        return Some(CloseReason::SlowConsumer);
                     }
                     r = write_batch(ws, outbox, &state.metrics) => if r.is_err() { return None },
                 }
@@ -252,7 +249,7 @@ where
                     }
                     timer.as_mut().reset(Instant::now() + pong_wait);
                 } else {
-                    return reason(CloseReason::PongTimeout);
+                    return Some(CloseReason::PongTimeout);
                 }
             }
         }
@@ -268,7 +265,7 @@ async fn must_close(
     draining: &mut tokio::sync::watch::Receiver<bool>,
     removed: &mut tokio::sync::watch::Receiver<bool>,
     drain_window: Duration,
-) -> Option<(u16, &'static str)> {
+) -> Option<CloseReason> {
     let drained = async {
         crate::state::shutdown_started(draining).await;
         tokio::time::sleep(drain_window.mul_f64(rand::random::<f64>())).await;
@@ -283,7 +280,7 @@ async fn must_close(
     if r == CloseReason::SlowConsumer {
         tracing::warn!(socket_id = %outbox.id, "slow consumer evicted");
     }
-    Some((r.code(), r.message()))
+    Some(r)
 }
 
 /// Writes what is queued (up to [`WRITE_BATCH`] frames), then flushes once.

@@ -109,11 +109,6 @@ impl Session {
         self.outbox.push(frame.into());
     }
 
-    /// The app's id.
-    pub fn app_id(&self) -> String {
-        self.app.id.clone()
-    }
-
     /// How long the app gives a connection to sign in, if it requires it.
     pub fn signin_timeout(&self) -> Option<std::time::Duration> {
         self.app.signin_timeout

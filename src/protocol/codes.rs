@@ -30,6 +30,12 @@ pub enum CloseReason {
     SlowConsumer,
     /// 4201: no pong arrived after a ping.
     PongTimeout,
+    /// 1009: an inbound message above the size limit.
+    MessageTooBig,
+    /// 1007: a text frame that is not UTF-8.
+    InvalidUtf8,
+    /// 1002: a frame that breaks RFC 6455 (e.g. unmasked from a client).
+    ProtocolViolation,
 }
 
 impl CloseReason {
@@ -46,6 +52,9 @@ impl CloseReason {
             CloseReason::OverCapacity | CloseReason::Draining => 4100,
             CloseReason::ShuttingDown | CloseReason::SlowConsumer => 4200,
             CloseReason::PongTimeout => 4201,
+            CloseReason::MessageTooBig => MESSAGE_TOO_BIG,
+            CloseReason::InvalidUtf8 => INVALID_PAYLOAD,
+            CloseReason::ProtocolViolation => PROTOCOL_ERROR,
         }
     }
 
@@ -65,6 +74,9 @@ impl CloseReason {
             CloseReason::ShuttingDown => "Server is shutting down, reconnect immediately",
             CloseReason::SlowConsumer => "Connection could not keep up, reconnect immediately",
             CloseReason::PongTimeout => "Pong reply not received",
+            CloseReason::MessageTooBig => "Message too big",
+            CloseReason::InvalidUtf8 => "Invalid UTF-8 in a text frame",
+            CloseReason::ProtocolViolation => "WebSocket protocol error",
         }
     }
 }

@@ -88,35 +88,27 @@ if tonumber(ARGV[3]) >= 0 then
   if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return false end
 end
 local T = ARGV[4]
-local vacated, removed, offline = {}, {}, {}
-local subs = redis.call('HGETALL', KEYS[2])
-for i = 1, #subs, 2 do
-  local f = cjson.decode(subs[i])
-  local key = T .. ':subs:' .. f[1]
-  if redis.call('HINCRBY', key, f[2], -tonumber(subs[i + 1])) <= 0 then
-    redis.call('HDEL', key, f[2])
-    table.insert(vacated, subs[i])
+-- Subtracts a node's share (hash `share`: field JSON -> n) from the cluster-wide hashes named by
+-- `key(f)`/`field(f)`; calls `gone(f)` and collects the field when a count reaches 0.
+local function subtract(share, key, field, gone)
+  local out = {}
+  local all = redis.call('HGETALL', share)
+  for i = 1, #all, 2 do
+    local f = cjson.decode(all[i])
+    if redis.call('HINCRBY', key(f), field(f), -tonumber(all[i + 1])) <= 0 then
+      redis.call('HDEL', key(f), field(f))
+      if gone then gone(f) end
+      table.insert(out, all[i])
+    end
   end
+  return out
 end
-local pres = redis.call('HGETALL', KEYS[3])
-for i = 1, #pres, 2 do
-  local f = cjson.decode(pres[i])
-  local key = T .. ':pres:' .. f[1] .. ':' .. f[2]
-  if redis.call('HINCRBY', key, f[3], -tonumber(pres[i + 1])) <= 0 then
-    redis.call('HDEL', key, f[3])
-    redis.call('HDEL', T .. ':presinfo:' .. f[1] .. ':' .. f[2], f[3])
-    table.insert(removed, pres[i])
-  end
-end
-local users = redis.call('HGETALL', KEYS[4])
-for i = 1, #users, 2 do
-  local f = cjson.decode(users[i])
-  local key = T .. ':users:' .. f[1]
-  if redis.call('HINCRBY', key, f[2], -tonumber(users[i + 1])) <= 0 then
-    redis.call('HDEL', key, f[2])
-    table.insert(offline, users[i])
-  end
-end
+local vacated = subtract(KEYS[2], function(f) return T .. ':subs:' .. f[1] end, function(f) return f[2] end)
+local removed = subtract(KEYS[3],
+  function(f) return T .. ':pres:' .. f[1] .. ':' .. f[2] end,
+  function(f) return f[3] end,
+  function(f) redis.call('HDEL', T .. ':presinfo:' .. f[1] .. ':' .. f[2], f[3]) end)
+local offline = subtract(KEYS[4], function(f) return T .. ':users:' .. f[1] end, function(f) return f[2] end)
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], T .. ':node:' .. ARGV[1] .. ':seen')
 return {cjson.encode(vacated), cjson.encode(removed), cjson.encode(offline)}
 "#,
