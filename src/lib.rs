@@ -289,6 +289,9 @@ impl Server {
                 "shutdown timeout reached with connections still open"
             );
         }
+        // The closed sockets' departures release their webhook records (and go out if the
+        // receivers are still being served).
+        self.state.webhooks.flush(Duration::from_secs(2)).await;
     }
 }
 

@@ -47,6 +47,20 @@ impl Emitted {
         }
     }
 
+    /// The event names whose receivers need this event's bookkeeping: a transition and its
+    /// reverse share one "announced" record (a vacated webhook can only follow a recorded
+    /// occupied one, and a vacate must release the record even when nobody wants
+    /// `channel_vacated`).
+    pub fn paired_names(&self) -> [&'static str; 2] {
+        match self {
+            Emitted::Occupied(_) | Emitted::Vacated(_) => ["channel_occupied", "channel_vacated"],
+            Emitted::MemberAdded(..) | Emitted::MemberRemoved(..) => {
+                ["member_added", "member_removed"]
+            }
+            _ => [self.name(), self.name()],
+        }
+    }
+
     /// The channel it concerns.
     pub fn channel(&self) -> &str {
         match self {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::adapter::{Adapter, Claim};
@@ -49,6 +49,10 @@ enum Msg {
     FlushCount(String, String),
     /// A vacated/removed event whose grace period is over.
     Graced(String, Emitted),
+    /// A transition Redis had lost and a resync recreated: recorded as announced, not sent.
+    Restored(String, Emitted),
+    /// Answered once everything queued before it was handled (at shutdown).
+    Flush(oneshot::Sender<()>),
 }
 
 /// Events waiting for the dispatcher before new ones are dropped.
@@ -71,20 +75,35 @@ impl WebhookSink {
         )
     }
 
-    /// Records an event of an app, if any of its receivers wants that type.
+    /// Records an event of an app, if any of its receivers wants that type or its pair.
     pub fn emit(&self, app: &App, event: Emitted) {
-        if app.wants_webhook(event.name()) {
+        if relevant(app, &event) {
             self.emit_for(&app.id, event);
         }
     }
 
     /// Records an event by app id (the dispatcher checks the app's receivers).
     pub fn emit_for(&self, app: &str, event: Emitted) {
-        if self
-            .tx
-            .try_send(Msg::Event(app.to_string(), event))
-            .is_err()
-        {
+        self.send(Msg::Event(app.to_string(), event));
+    }
+
+    /// Records a transition recreated by a resync as announced, without sending it.
+    pub fn restored(&self, app: &str, event: Emitted) {
+        self.send(Msg::Restored(app.to_string(), event));
+    }
+
+    /// Waits (at most `wait`) until the dispatcher handled everything recorded so far: at
+    /// shutdown, after the last sockets closed, so their departures release what they claimed.
+    pub async fn flush(&self, wait: Duration) {
+        let (tx, rx) = oneshot::channel();
+        let sent = tokio::time::timeout(wait, self.tx.send(Msg::Flush(tx)));
+        if matches!(sent.await, Ok(Ok(()))) {
+            let _ = tokio::time::timeout(wait, rx).await;
+        }
+    }
+
+    fn send(&self, msg: Msg) {
+        if self.tx.try_send(msg).is_err() {
             let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
                 tracing::warn!(dropped = n + 1, "webhook queue full: events dropped");
@@ -150,20 +169,38 @@ struct Dispatcher {
     stats: Arc<Stats>,
     loopback: mpsc::Sender<Msg>,
     client: sender::HttpClient,
-    /// (app id, receiver index) → its worker's queue.
-    targets: HashMap<(String, usize), mpsc::Sender<Value>>,
+    /// (app id, receiver index) → its worker.
+    targets: HashMap<(String, usize), Worker>,
     counts: HashMap<(String, String), CountState>,
 }
+
+/// How long the dispatcher keeps handling departures after shutdown started, at most.
+const AFTER_SHUTDOWN: Duration = Duration::from_secs(30);
 
 impl Dispatcher {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut shutdown = self.shutdown.clone();
+        let mut stop_by: Option<Instant> = None;
         loop {
             let msg = tokio::select! {
                 m = rx.recv() => match m { Some(m) => m, None => return },
-                _ = crate::state::shutdown_started(&mut shutdown) => return,
+                // The sockets closing now still emit departures: keep handling them (without
+                // the grace period) until the server flushes, so what they claimed is released.
+                _ = crate::state::shutdown_started(&mut shutdown), if stop_by.is_none() => {
+                    stop_by = Some(Instant::now() + AFTER_SHUTDOWN);
+                    continue;
+                }
+                _ = tokio::time::sleep_until(stop_by.unwrap_or_else(Instant::now)), if stop_by.is_some() => return,
             };
             match msg {
+                Msg::Flush(done) => {
+                    let _ = done.send(());
+                    if stop_by.is_some() {
+                        return;
+                    }
+                }
+                Msg::Restored(app, event) => self.restored(app, event).await,
+                Msg::Event(app, event) if stop_by.is_some() => self.final_event(app, event).await,
                 Msg::Event(app, event) => self.handle(app, event).await,
                 Msg::Graced(app, event) => self.graced(app, event).await,
                 Msg::FlushCount(app, channel) => {
@@ -181,7 +218,7 @@ impl Dispatcher {
         let Some(app) = self.apps.by_id(&app_id) else {
             return;
         };
-        if !app.wants_webhook(event.name()) || channel_is_internal(event.channel()) {
+        if !relevant(&app, &event) || channel_is_internal(event.channel()) {
             return;
         }
         let claim = match &event {
@@ -207,6 +244,39 @@ impl Dispatcher {
             }
         }
         self.route(&app, &event, count);
+    }
+
+    /// Records a recreated occupancy or membership as announced, sending nothing.
+    async fn restored(&mut self, app_id: String, event: Emitted) {
+        let Some(app) = self.apps.by_id(&app_id) else {
+            return;
+        };
+        if !relevant(&app, &event) || channel_is_internal(event.channel()) {
+            return;
+        }
+        let claim = match &event {
+            Emitted::Occupied(c) => Claim::Occupied(c),
+            Emitted::MemberAdded(c, u) => Claim::MemberAdded(c, u),
+            _ => return,
+        };
+        let _ = self.adapter.claim_webhook(&app_id, claim).await;
+    }
+
+    /// After shutdown started: departures are decided at once (the node is going away), the
+    /// rest as usual.
+    async fn final_event(&mut self, app_id: String, event: Emitted) {
+        match event {
+            Emitted::Vacated(_) | Emitted::MemberRemoved(..) => {
+                let relevant = self
+                    .apps
+                    .by_id(&app_id)
+                    .is_some_and(|app| relevant(&app, &event));
+                if relevant && !channel_is_internal(event.channel()) {
+                    self.graced(app_id, event).await;
+                }
+            }
+            _ => self.handle(app_id, event).await,
+        }
     }
 
     /// Vacated and removed wait for the grace period, then come back as [`Msg::Graced`].
@@ -269,13 +339,22 @@ impl Dispatcher {
         Some(n)
     }
 
+    /// Hands the event to every receiver that wants it. Workers are keyed by app and receiver
+    /// position and rebuilt when that receiver's settings (URL, headers, filters) or the app's
+    /// key or secret change, so a reload takes effect for the next event.
     fn route(&mut self, app: &App, event: &Emitted, count: usize) {
         let json = event.to_json(count);
+        self.targets
+            .retain(|(id, i), _| id != &app.id || *i < app.webhooks.len());
         for (i, w) in app.webhooks.iter().enumerate() {
             if !w.wants(event.name(), event.channel()) {
                 continue;
             }
-            let tx = self.targets.entry((app.id.clone(), i)).or_insert_with(|| {
+            let current = self
+                .targets
+                .get(&(app.id.clone(), i))
+                .is_some_and(|t| t.config == *w && t.key == app.key && t.secret == app.secret());
+            if !current {
                 let (tx, rx) = mpsc::channel(self.settings.queue.max(1));
                 let target = sender::Target {
                     config: w.clone(),
@@ -285,6 +364,16 @@ impl Dispatcher {
                     app: app.id.clone(),
                     dashboard: self.dashboard.clone(),
                 };
+                // A replaced worker finishes what it has queued, then stops.
+                self.targets.insert(
+                    (app.id.clone(), i),
+                    Worker {
+                        config: w.clone(),
+                        key: app.key.clone(),
+                        secret: app.secret().to_string(),
+                        tx,
+                    },
+                );
                 tokio::spawn(sender::run(
                     target,
                     self.client.clone(),
@@ -292,13 +381,29 @@ impl Dispatcher {
                     rx,
                     self.shutdown.clone(),
                 ));
-                tx
-            });
-            if tx.try_send(json.clone()).is_err() {
+            }
+            let Some(worker) = self.targets.get(&(app.id.clone(), i)) else {
+                continue;
+            };
+            if worker.tx.try_send(json.clone()).is_err() {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
+}
+
+/// A receiver's delivery worker and the settings it was built with.
+struct Worker {
+    config: crate::config::WebhookConfig,
+    key: String,
+    /// Compared only, never logged.
+    secret: String,
+    tx: mpsc::Sender<Value>,
+}
+
+/// Whether any receiver of the app wants the event or the transition paired with it.
+fn relevant(app: &App, event: &Emitted) -> bool {
+    event.paired_names().iter().any(|n| app.wants_webhook(n))
 }
 
 /// `#server-to-user-` channels produce no webhooks.

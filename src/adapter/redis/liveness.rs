@@ -1,16 +1,19 @@
 //! Node liveness: heartbeats, reaping dead nodes' shares (announcing each resulting
-//! member_removed / offline once), and rewriting this node's share after a Redis outage.
+//! member_removed / offline once), rewriting this node's share after a Redis outage, and
+//! announcing the departures held back while the cluster settled.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use redis::{RedisResult, Script};
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 use super::pubsub::SubCmd;
 use super::scripts;
+use super::settle::Pending;
 use super::wire::field;
 use super::Inner;
 use crate::broadcast::Broadcast;
@@ -74,10 +77,14 @@ pub async fn heartbeat(inner: &Inner) -> RedisResult<Beat> {
 }
 
 /// Heartbeats and reaps until shutdown; rewrites this node's share first whenever a call failed
-/// since the last pass or Redis no longer knows the node.
+/// since the last pass or Redis no longer knows the node. After any failure the node neither
+/// reaps others nor announces departures until it has heartbeated healthily for a full node
+/// timeout: every live node's heartbeat then had time to come through (a Redis restart with
+/// persistence leaves every score older than the timeout) and every node to rewrite its share.
 pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(super::reap_every(&inner.config));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let timeout = Duration::from_millis(inner.config.node_timeout_ms);
     loop {
         tokio::select! {
             _ = every.tick() => {}
@@ -88,9 +95,8 @@ pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
         match heartbeat(&inner).await {
             Ok(beat) => {
                 inner.mark(true);
-                publish_connection_counts(&inner).await;
-                let stale = inner.stale.swap(false, Ordering::AcqRel);
-                if stale || !beat.known {
+                if inner.stale.load(Ordering::Acquire) || !beat.known {
+                    inner.settle.unsettle(timeout);
                     tracing::info!(
                         node = inner.node,
                         lost = !beat.known,
@@ -98,8 +104,15 @@ pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
                     );
                     resync(&inner).await;
                 }
+                publish_connection_counts(&inner).await;
+                if !inner.settle.settled() {
+                    continue;
+                }
                 for node in beat.dead.into_iter().filter(|n| *n != inner.node) {
                     reap(&inner, node, beat.now, inner.config.node_timeout_ms as i64).await;
+                }
+                for pending in inner.settle.take_due() {
+                    recheck(&inner, pending).await;
                 }
             }
             Err(e) => {
@@ -110,7 +123,7 @@ pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// What a reap or reset removed.
+/// What a reap removed.
 #[derive(Debug, Default)]
 struct Removed {
     vacated: Vec<(String, String)>,
@@ -129,18 +142,14 @@ fn decode_list<T: serde::de::DeserializeOwned>(json: &str) -> Vec<T> {
     }
 }
 
-async fn run_reap(
-    inner: &Inner,
-    node: u32,
-    now: i64,
-    timeout: i64,
-) -> RedisResult<Option<Removed>> {
+async fn run_reap(inner: &Inner, node: u32, now: i64, timeout: i64) -> RedisResult<Option<Removed>> {
     let mut link = inner.link();
     let reply: Option<(String, String, String)> = scripts::REAP
         .key(inner.names.nodes())
         .key(inner.names.node(node, "subs"))
         .key(inner.names.node(node, "pres"))
         .key(inner.names.node(node, "users"))
+        .key(inner.names.node(node, "conns"))
         .arg(node)
         .arg(now)
         .arg(timeout)
@@ -168,10 +177,7 @@ async fn reap(inner: &Inner, node: u32, now: i64, timeout: i64) {
                 inner.webhooks.emit_for(&app, Emitted::Vacated(channel));
             }
             for (app, channel, user) in removed.members {
-                announce_member(inner, &app, &channel, &user, false);
-                inner
-                    .webhooks
-                    .emit_for(&app, Emitted::MemberRemoved(channel, user));
+                member_removed(inner, &app, &channel, &user);
             }
             for (app, user) in removed.offline {
                 inner.watch(&app, &user, false);
@@ -180,6 +186,53 @@ async fn reap(inner: &Inner, node: u32, now: i64, timeout: i64) {
         Ok(None) => {}
         Err(e) => tracing::debug!(error = %e, dead = node, "reap failed"),
     }
+}
+
+/// Announces a departure held back while the cluster settled, if it is still true: the user has
+/// no socket here and Redis (now rewritten by every live node) has none elsewhere.
+async fn recheck(inner: &Inner, pending: Pending) {
+    let mut link = inner.link();
+    match &pending {
+        Pending::Member { app, channel, user } => {
+            if inner.hub.app(app).member_info(channel, user).is_some() {
+                return;
+            }
+            let present: RedisResult<bool> = redis::cmd("HEXISTS")
+                .arg(inner.names.presence(app, channel))
+                .arg(user)
+                .query_async(&mut link)
+                .await;
+            match present {
+                Ok(false) => member_removed(inner, app, channel, user),
+                Ok(true) => {}
+                Err(_) => inner.settle.hold(pending),
+            }
+        }
+        Pending::Offline { app, user } => {
+            if inner.hub.app(app).users().is_online(user) {
+                return;
+            }
+            let online: RedisResult<bool> = redis::cmd("HEXISTS")
+                .arg(inner.names.users(app))
+                .arg(user)
+                .query_async(&mut link)
+                .await;
+            match online {
+                Ok(false) => inner.watch(app, user, false),
+                Ok(true) => {}
+                Err(_) => inner.settle.hold(pending),
+            }
+        }
+    }
+}
+
+/// `member_removed` to every node's subscribers, and its webhook.
+fn member_removed(inner: &Inner, app: &str, channel: &str, user: &str) {
+    announce_member(inner, app, channel, user, false);
+    inner.webhooks.emit_for(
+        app,
+        Emitted::MemberRemoved(channel.to_string(), user.to_string()),
+    );
 }
 
 fn announce_member(inner: &Inner, app: &str, channel: &str, user: &str, added: bool) {
@@ -210,119 +263,147 @@ fn announce_member(inner: &Inner, app: &str, channel: &str, user: &str, added: b
     });
 }
 
-/// After an outage: resubscribe, then replace this node's share in Redis with what its sockets
-/// say now, and announce only the real differences.
+/// The transitions a [`scripts::SYNC`] caused, as field arrays.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Synced {
+    #[serde(deserialize_with = "lua_list")]
+    occupied: Vec<Vec<String>>,
+    #[serde(deserialize_with = "lua_list")]
+    vacated: Vec<Vec<String>>,
+    #[serde(deserialize_with = "lua_list")]
+    added: Vec<Vec<String>>,
+    #[serde(deserialize_with = "lua_list")]
+    removed: Vec<Vec<String>>,
+    #[serde(deserialize_with = "lua_list")]
+    online: Vec<Vec<String>>,
+    #[serde(deserialize_with = "lua_list")]
+    offline: Vec<Vec<String>>,
+}
+
+/// cjson encodes an empty list as `{}`; anything but a list of string lists reads as empty.
+fn lua_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<String>>, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
+}
+
+/// This node's share as its sockets say now, in [`scripts::SYNC`]'s input form.
+fn desired_share(inner: &Inner) -> String {
+    let (mut subs, mut pres, mut users) = (Map::new(), Map::new(), Map::new());
+    for app in inner.hub.app_ids() {
+        let share = inner.hub.app(&app).share();
+        for (channel, n) in share.subs {
+            subs.insert(field(&[&app, &channel]), json!(n));
+        }
+        for (channel, user, n, info) in share.presence {
+            let info = info.map_or_else(|| "null".to_string(), |v| v.to_string());
+            pres.insert(field(&[&app, &channel, &user]), json!([n, info]));
+        }
+        for (user, n) in share.users {
+            users.insert(field(&[&app, &user]), json!(n));
+        }
+    }
+    json!({"subs": subs, "pres": pres, "users": users}).to_string()
+}
+
+/// After an outage (or after being reaped while alive): resubscribe, then move this node's
+/// share to what its sockets say now in one atomic step, with this node's joins and leaves held
+/// off meanwhile, and announce exactly the transitions that caused.
 async fn resync(inner: &Inner) {
+    let synced = {
+        let _order = inner.order.write().await;
+        // Calls failing from here on make the node stale again (and resync at the next beat).
+        inner.stale.store(false, Ordering::Release);
+        let mut link = inner.link();
+        let r: RedisResult<String> = scripts::SYNC
+            .key(inner.names.node(inner.node, "subs"))
+            .key(inner.names.node(inner.node, "pres"))
+            .key(inner.names.node(inner.node, "users"))
+            .arg(inner.names.tag())
+            .arg(desired_share(inner))
+            .invoke_async(&mut link)
+            .await;
+        r
+    };
+    // After the share is in place (joins from now on subscribe themselves).
     let (tx, rx) = tokio::sync::oneshot::channel();
     if inner.subs.send(SubCmd::Resubscribe(tx)).is_ok() {
         let _ = rx.await;
     }
-    let removed = match run_reap(inner, inner.node, 0, -1).await {
-        Ok(r) => r.unwrap_or_default(),
+    let synced: Synced = match synced {
+        Ok(s) => serde_json::from_str(&s).unwrap_or_default(),
         Err(e) => {
-            tracing::warn!(error = %e, "could not reset this node's share; will retry");
+            tracing::warn!(error = %e, "could not rewrite this node's share; will retry");
             inner.mark(false);
             return;
         }
     };
-    let mut subs = Vec::new();
-    let mut pres = Vec::new();
-    let mut users = Vec::new();
-    for app in inner.hub.app_ids() {
-        let share = inner.hub.app(&app).share();
-        for (channel, n) in share.subs {
-            subs.push(json!([app, channel, n, field(&[&app, &channel])]));
+    // Occupancy and membership that Redis had lost are recorded as announced without sending
+    // their webhooks again, so the matching vacated / removed webhooks still go out later.
+    for f in &synced.occupied {
+        if let [app, channel] = &f[..] {
+            inner.webhooks.restored(app, Emitted::Occupied(channel.clone()));
         }
-        for (channel, user, n, info) in share.presence {
-            let info = info.map_or_else(|| "null".to_string(), |v| v.to_string());
-            pres.push(json!([
+    }
+    for f in &synced.vacated {
+        if let [app, channel] = &f[..] {
+            inner.webhooks.emit_for(app, Emitted::Vacated(channel.clone()));
+        }
+    }
+    for f in &synced.added {
+        if let [app, channel, user] = &f[..] {
+            announce_member(inner, app, channel, user, true);
+            inner.webhooks.restored(
                 app,
-                channel,
-                user,
-                n,
-                info,
-                field(&[&app, &channel, &user])
-            ]));
-        }
-        for (user, n) in share.users {
-            users.push(json!([app, user, n, field(&[&app, &user])]));
+                Emitted::MemberAdded(channel.clone(), user.clone()),
+            );
         }
     }
-    let payload = json!({"subs": subs, "pres": pres, "users": users}).to_string();
-    let mut link = inner.link();
-    let restored: RedisResult<String> = scripts::RESTORE
-        .key(inner.names.node(inner.node, "subs"))
-        .key(inner.names.node(inner.node, "pres"))
-        .key(inner.names.node(inner.node, "users"))
-        .arg(inner.names.tag())
-        .arg(payload)
-        .invoke_async(&mut link)
-        .await;
-    let restored: Value = match restored {
-        Ok(s) => serde_json::from_str(&s).unwrap_or(Value::Null),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not restore this node's share; will retry");
-            inner.mark(false);
-            return;
+    for f in &synced.removed {
+        if let [app, channel, user] = &f[..] {
+            member_removed(inner, app, channel, user);
         }
-    };
-    let triples = |v: &Value| -> HashSet<(String, String, String)> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                Some((
-                    e[0].as_str()?.to_string(),
-                    e[1].as_str()?.to_string(),
-                    e[2].as_str()?.to_string(),
-                ))
-            })
-            .collect()
-    };
-    let pairs = |v: &Value| -> HashSet<(String, String)> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| Some((e[0].as_str()?.to_string(), e[1].as_str()?.to_string())))
-            .collect()
-    };
-    let added = triples(&restored["added"]);
-    let online = pairs(&restored["online"]);
-    let removed_members: HashSet<_> = removed.members.into_iter().collect();
-    let went_offline: HashSet<_> = removed.offline.into_iter().collect();
-    for (app, channel, user) in removed_members.difference(&added) {
-        announce_member(inner, app, channel, user, false);
-        inner
-            .webhooks
-            .emit_for(app, Emitted::MemberRemoved(channel.clone(), user.clone()));
     }
-    for (app, channel) in &removed.vacated {
-        inner
-            .webhooks
-            .emit_for(app, Emitted::Vacated(channel.clone()));
+    for f in &synced.online {
+        if let [app, user] = &f[..] {
+            inner.watch(app, user, true);
+        }
     }
-    for (app, channel, user) in added.difference(&removed_members) {
-        announce_member(inner, app, channel, user, true);
-    }
-    for (app, user) in went_offline.difference(&online) {
-        inner.watch(app, user, false);
-    }
-    for (app, user) in online.difference(&went_offline) {
-        inner.watch(app, user, true);
+    for f in &synced.offline {
+        if let [app, user] = &f[..] {
+            inner.watch(app, user, false);
+        }
     }
     tracing::info!(node = inner.node, "this node's share was rewritten");
 }
 
-/// Writes this node's connection count per app, for cluster-wide totals (the dashboard).
+/// Writes this node's connection count per app, for cluster-wide totals (the dashboard). The
+/// hash goes away with the node when it is reaped.
 async fn publish_connection_counts(inner: &Inner) {
     let mut pipe = redis::pipe();
+    let key = inner.names.node(inner.node, "conns");
     for app in inner.hub.app_ids() {
         let n = inner.hub.app(&app).connection_count();
-        pipe.hset(inner.names.connections(&app), inner.node, n)
-            .ignore();
+        pipe.hset(&key, &app, n).ignore();
     }
     let mut link = inner.link();
     if let Err(e) = pipe.query_async::<()>(&mut link).await {
         tracing::debug!(error = %e, "connection counts not written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_replies_with_empty_lua_tables() {
+        let s: Synced = serde_json::from_str(
+            r#"{"occupied":{},"vacated":[["1","c"]],"added":{},"removed":[["1","presence-a","u"]],"online":{},"offline":{}}"#,
+        )
+        .unwrap();
+        assert!(s.occupied.is_empty());
+        assert_eq!(s.vacated, vec![vec!["1".to_string(), "c".to_string()]]);
+        assert_eq!(s.removed[0][2], "u");
     }
 }

@@ -1,7 +1,7 @@
 //! The adapter's pub/sub tasks: publishing (batched, bounded), keeping this node subscribed to
 //! exactly the channels it has local subscribers for, and applying what other nodes publish.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,16 +127,20 @@ pub enum SubCmd {
 }
 
 /// Owns the node's pub/sub subscriptions: one Redis subscription per channel with local
-/// subscribers, changed in the order the requests arrive.
+/// subscribers, changed in the order the requests arrive. While Redis is unreachable nothing
+/// waits for it: the counts are kept and `Resubscribe` (after it returns) catches up.
 pub async fn subscriptions(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<SubCmd>) {
     let mut counts: HashMap<String, usize> = HashMap::new();
+    // Released while Redis was away: unsubscribed when it is back.
+    let mut orphans: HashSet<String> = HashSet::new();
     let mut link = inner.link();
     while let Some(cmd) = rx.recv().await {
         match cmd {
             SubCmd::Acquire(channel, done) => {
+                orphans.remove(&channel);
                 let n = counts.entry(channel.clone()).or_insert(0);
                 *n += 1;
-                if *n == 1 {
+                if *n == 1 && inner.reachable() {
                     let r = link.subscribe(&channel).await;
                     inner.mark(r.is_ok());
                 }
@@ -147,8 +151,12 @@ pub async fn subscriptions(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Su
                     *n -= 1;
                     if *n == 0 {
                         counts.remove(&channel);
-                        let r = link.unsubscribe(&channel).await;
-                        inner.mark(r.is_ok());
+                        if inner.reachable() {
+                            let r = link.unsubscribe(&channel).await;
+                            inner.mark(r.is_ok());
+                        } else {
+                            orphans.insert(channel);
+                        }
                     }
                 }
             }
@@ -156,6 +164,9 @@ pub async fn subscriptions(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Su
                 let mut ok = link.subscribe(&inner.names.control()).await.is_ok();
                 for channel in counts.keys() {
                     ok &= link.subscribe(channel).await.is_ok();
+                }
+                for channel in std::mem::take(&mut orphans) {
+                    ok &= link.unsubscribe(&channel).await.is_ok();
                 }
                 inner.mark(ok);
                 let _ = done.send(());

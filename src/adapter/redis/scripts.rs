@@ -5,35 +5,39 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// KEYS: subs, node subs, [presence, presence info, node presence].
+/// KEYS: this node's `seen` marker, subs, node subs, [presence, presence info, node presence].
 /// ARGV: channel, node subs field, [user, info json, max members, node presence field].
 /// Returns `{-1}` when the presence channel is full, else `{subscription_count, member_added,
-/// members (flat user, info pairs)}`.
+/// members (flat user, info pairs), known}`; `known` is 0 when Redis no longer knows this node
+/// (its data was lost, or the node was reaped): the node must resync.
 pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local added = 0
-if #KEYS == 5 then
-  if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 0 and redis.call('HLEN', KEYS[3]) >= tonumber(ARGV[5]) then
+local presence = #KEYS == 6
+if presence then
+  if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 0 and redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[5]) then
     return {-1}
   end
-  if redis.call('HINCRBY', KEYS[3], ARGV[3], 1) == 1 then
-    redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+  if redis.call('HINCRBY', KEYS[4], ARGV[3], 1) == 1 then
+    redis.call('HSET', KEYS[5], ARGV[3], ARGV[4])
     added = 1
   end
-  redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
+  redis.call('HINCRBY', KEYS[6], ARGV[6], 1)
 end
-local subs = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+local subs = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 local members = {}
-if #KEYS == 5 then members = redis.call('HGETALL', KEYS[4]) end
-return {subs, added, members}
+if presence then members = redis.call('HGETALL', KEYS[5]) end
+return {subs, added, members, redis.call('EXISTS', KEYS[1])}
 "#,
     )
 });
 
 /// KEYS and ARGV like [`JOIN`] without info and max (ARGV: channel, node subs field, [user,
-/// node presence field]). Returns `{subscription_count, member_removed}`.
+/// node presence field]). Returns `{subscription_count, member_removed, known}`.
+/// `member_removed` is 1 only when this leave took the user's count from 1 to 0; a count that
+/// was already gone (lost data) is cleaned up without announcing anything.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -43,50 +47,50 @@ local function dec(key, field)
   return n
 end
 local removed = 0
-local subs = dec(KEYS[1], ARGV[1])
-dec(KEYS[2], ARGV[2])
-if #KEYS == 5 then
-  if dec(KEYS[3], ARGV[3]) <= 0 then
-    redis.call('HDEL', KEYS[4], ARGV[3])
-    removed = 1
-  end
-  dec(KEYS[5], ARGV[4])
+local subs = dec(KEYS[2], ARGV[1])
+dec(KEYS[3], ARGV[2])
+if #KEYS == 6 then
+  local n = dec(KEYS[4], ARGV[3])
+  if n <= 0 then redis.call('HDEL', KEYS[5], ARGV[3]) end
+  if n == 0 then removed = 1 end
+  dec(KEYS[6], ARGV[4])
 end
 if subs < 0 then subs = 0 end
-return {subs, removed}
+return {subs, removed, redis.call('EXISTS', KEYS[1])}
 "#,
     )
 });
 
-/// KEYS: users, node users. ARGV: user, node field, delta (1 or -1).
-/// Returns the user's cluster-wide signed-in socket count after the change.
+/// KEYS: this node's `seen` marker, users, node users. ARGV: user, node field, delta (1 or -1).
+/// Returns `{n, known}`: the user's cluster-wide signed-in socket count after the change (-1
+/// when a sign-out found no count: lost data, nothing to announce) and whether Redis knows
+/// this node.
 pub static USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[3]))
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-local m = redis.call('HINCRBY', KEYS[2], ARGV[2], tonumber(ARGV[3]))
-if m <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
-if n < 0 then n = 0 end
-return n
+local n = redis.call('HINCRBY', KEYS[2], ARGV[1], tonumber(ARGV[3]))
+if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
+local m = redis.call('HINCRBY', KEYS[3], ARGV[2], tonumber(ARGV[3]))
+if m <= 0 then redis.call('HDEL', KEYS[3], ARGV[2]) end
+if n < 0 then n = -1 end
+return {n, redis.call('EXISTS', KEYS[1])}
 "#,
     )
 });
 
-/// Removes a node's share from the cluster-wide counts.
-/// KEYS: nodes, node subs, node presence, node users. ARGV: node, now ms, timeout ms (or -1 to
-/// force, for a node resetting its own share), key tag.
+/// Removes a dead node's share from the cluster-wide counts.
+/// KEYS: nodes, node subs, node presence, node users, node connections. ARGV: node, now ms,
+/// timeout ms, key tag.
 /// Returns `false` when the node is alive (or another survivor reaped it first), else
 /// `{vacated [[app, channel]...], removed [[app, channel, user]...], offline [[app, user]...]}`
 /// as JSON strings. The ZREM decides which survivor reaps, so each transition is reported once.
+/// A node never reaps itself: it moves its own share with [`SYNC`].
 pub static REAP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-if tonumber(ARGV[3]) >= 0 then
-  local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
-  if not seen or tonumber(ARGV[2]) - tonumber(seen) < tonumber(ARGV[3]) then return false end
-  if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return false end
-end
+local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not seen or tonumber(ARGV[2]) - tonumber(seen) < tonumber(ARGV[3]) then return false end
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return false end
 local T = ARGV[4]
 -- Subtracts a node's share (hash `share`: field JSON -> n) from the cluster-wide hashes named by
 -- `key(f)`/`field(f)`; calls `gone(f)` and collects the field when a count reaches 0.
@@ -109,38 +113,65 @@ local removed = subtract(KEYS[3],
   function(f) return f[3] end,
   function(f) redis.call('HDEL', T .. ':presinfo:' .. f[1] .. ':' .. f[2], f[3]) end)
 local offline = subtract(KEYS[4], function(f) return T .. ':users:' .. f[1] end, function(f) return f[2] end)
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], T .. ':node:' .. ARGV[1] .. ':seen')
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], T .. ':node:' .. ARGV[1] .. ':seen')
 return {cjson.encode(vacated), cjson.encode(removed), cjson.encode(offline)}
 "#,
     )
 });
 
-/// Re-adds a node's share after a Redis outage. KEYS: node subs, node presence, node users.
-/// ARGV: key tag, JSON `{"subs":[[app,channel,n,field]],"pres":[[app,channel,user,n,info,field]],
-/// "users":[[app,user,n,field]]}` (fields precomputed so they match the ones joins write).
-/// Returns JSON `{occupied, added, online}` of the transitions from 0.
-pub static RESTORE: LazyLock<Script> = LazyLock::new(|| {
+/// Moves this node's share to what its sockets say now, in one atomic step, and reports only
+/// the cluster-wide transitions that result (after a Redis outage, restart or failover, or after
+/// this node was reaped while alive). KEYS: node subs, node presence, node users.
+/// ARGV: key tag, JSON `{"subs":{field:n},"pres":{field:[n,info]},"users":{field:n}}` with the
+/// same fields joins write (JSON arrays `[app,channel]`, `[app,channel,user]`, `[app,user]`).
+/// Returns JSON `{occupied, vacated, added, removed, online, offline}`, each a list of field
+/// arrays.
+pub static SYNC: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local T = ARGV[1]
-local share = cjson.decode(ARGV[2])
-local occupied, added, online = {}, {}, {}
-for _, e in ipairs(share.subs) do
-  if redis.call('HINCRBY', T .. ':subs:' .. e[1], e[2], e[3]) == e[3] then table.insert(occupied, {e[1], e[2]}) end
-  redis.call('HINCRBY', KEYS[1], e[4], e[3])
-end
-for _, e in ipairs(share.pres) do
-  if redis.call('HINCRBY', T .. ':pres:' .. e[1] .. ':' .. e[2], e[3], e[4]) == e[4] then
-    redis.call('HSET', T .. ':presinfo:' .. e[1] .. ':' .. e[2], e[3], e[5])
-    table.insert(added, {e[1], e[2], e[3]})
+local want = cjson.decode(ARGV[2])
+local out = {occupied = {}, vacated = {}, added = {}, removed = {}, online = {}, offline = {}}
+-- One family of counts: `share` is this node's hash, `desired` field -> n (or {n, info}),
+-- `key(f)`/`field(f)` name the cluster-wide count, `up`/`down` name the transitions.
+local function sync(share, desired, key, field, up, down, on_up, on_down)
+  local cur = {}
+  local all = redis.call('HGETALL', share)
+  for i = 1, #all, 2 do cur[all[i]] = tonumber(all[i + 1]) end
+  local fields = {}
+  for f in pairs(cur) do fields[f] = true end
+  for f in pairs(desired) do fields[f] = true end
+  for f in pairs(fields) do
+    local old = cur[f] or 0
+    local e = desired[f]
+    local new = 0
+    if type(e) == 'table' then new = e[1] elseif e then new = e end
+    if new ~= old then
+      local d = cjson.decode(f)
+      local k, fl = key(d), field(d)
+      local after = redis.call('HINCRBY', k, fl, new - old)
+      local before = after - (new - old)
+      if after <= 0 then redis.call('HDEL', k, fl) end
+      if before <= 0 and after > 0 then
+        if on_up then on_up(d, e) end
+        table.insert(out[up], d)
+      elseif before > 0 and after <= 0 then
+        if on_down then on_down(d) end
+        table.insert(out[down], d)
+      end
+      if new > 0 then redis.call('HSET', share, f, new) else redis.call('HDEL', share, f) end
+    end
   end
-  redis.call('HINCRBY', KEYS[2], e[6], e[4])
 end
-for _, e in ipairs(share.users) do
-  if redis.call('HINCRBY', T .. ':users:' .. e[1], e[2], e[3]) == e[3] then table.insert(online, {e[1], e[2]}) end
-  redis.call('HINCRBY', KEYS[3], e[4], e[3])
-end
-return cjson.encode({occupied = occupied, added = added, online = online})
+sync(KEYS[1], want.subs, function(d) return T .. ':subs:' .. d[1] end, function(d) return d[2] end,
+  'occupied', 'vacated')
+sync(KEYS[2], want.pres, function(d) return T .. ':pres:' .. d[1] .. ':' .. d[2] end,
+  function(d) return d[3] end, 'added', 'removed',
+  function(d, e) redis.call('HSET', T .. ':presinfo:' .. d[1] .. ':' .. d[2], d[3], e[2]) end,
+  function(d) redis.call('HDEL', T .. ':presinfo:' .. d[1] .. ':' .. d[2], d[3]) end)
+sync(KEYS[3], want.users, function(d) return T .. ':users:' .. d[1] end, function(d) return d[2] end,
+  'online', 'offline')
+return cjson.encode(out)
 "#,
     )
 });
@@ -191,18 +222,18 @@ return redis.call('SADD', KEYS[1], item)
     )
 });
 
-/// KEYS: connections hash (node → count), nodes. ARGV: node timeout ms.
-/// Returns the sum over nodes that heartbeated within the timeout.
+/// KEYS: nodes. ARGV: node timeout ms, key tag, app id.
+/// Returns the app's connections summed over nodes that heartbeated within the timeout (each
+/// node writes its counts to `{tag}:node:{id}:conns`, removed when the node is reaped).
 pub static CONNECTIONS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local all = redis.call('HGETALL', KEYS[1])
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
 local sum = 0
-for i = 1, #all, 2 do
-  local seen = redis.call('ZSCORE', KEYS[2], all[i])
-  if seen and now - tonumber(seen) < tonumber(ARGV[1]) then sum = sum + tonumber(all[i + 1]) end
+for _, node in ipairs(live) do
+  sum = sum + tonumber(redis.call('HGET', ARGV[2] .. ':node:' .. node .. ':conns', ARGV[3]) or '0')
 end
 return sum
 "#,

@@ -120,7 +120,8 @@ impl Names {
         format!("{}:users:{app}", self.tag)
     }
 
-    /// A node's own share: `kind` is `subs`, `pres` or `users`.
+    /// A node's own keys: `kind` is `subs`, `pres` or `users` (its share of the counts), `conns`
+    /// (app → connections here) or `seen` (present while Redis knows the node).
     pub fn node(&self, node: u32, kind: &str) -> String {
         format!("{}:node:{node}:{kind}", self.tag)
     }
@@ -129,11 +130,6 @@ impl Names {
     /// or `mem:{channel}`.
     pub fn announced(&self, app: &str, kind: &str) -> String {
         format!("{}:wh:{kind}:{app}", self.tag)
-    }
-
-    /// Hash node → this app's connections on that node (written with each heartbeat).
-    pub fn connections(&self, app: &str) -> String {
-        format!("{}:conns:{app}", self.tag)
     }
 
     /// The cached event of a cache channel.
