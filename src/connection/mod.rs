@@ -144,16 +144,8 @@ where
 {
     let server = &state.config.server;
     let activity = Duration::from_secs(server.activity_timeout);
+    // Also the stall limit: no single write may take longer than a ping may go unanswered.
     let pong_wait = Duration::from_secs(server.pong_timeout);
-    let hello = outbound::connection_established(outbox.id, server.activity_timeout);
-    state.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
-    state
-        .metrics
-        .bytes_out
-        .fetch_add(hello.len() as u64, Ordering::Relaxed);
-    if ws.send(Message::Text(hello.into())).await.is_err() {
-        return None;
-    }
     let mut shutdown = state.shutdown.clone();
     let mut draining = state.draining.clone();
     let drain_window = Duration::from_secs(server.drain_seconds);
@@ -167,6 +159,23 @@ where
         drain_window,
     );
     tokio::pin!(closing);
+    // Every write below races the close signal and the stall limit: a client that stops
+    // reading can block a write, and eviction, shutdown and the pong timeout must still end it.
+    macro_rules! bounded {
+        ($write:expr) => {
+            match guarded($write, closing.as_mut(), pong_wait, outbox).await {
+                Ok(()) => {}
+                Err(reason) => return reason,
+            }
+        };
+    }
+    let hello = outbound::connection_established(outbox.id, server.activity_timeout);
+    state.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .bytes_out
+        .fetch_add(hello.len() as u64, Ordering::Relaxed);
+    bounded!(ws.send(Message::Text(hello.into())));
     let mut last_seen = Instant::now();
     let mut pinged = false;
     let timer = tokio::time::sleep_until(last_seen + activity);
@@ -213,46 +222,51 @@ where
                         Box::pin(session.handle_text(t.as_str())).await
                     }
                     Message::Binary(_) => tracing::debug!(socket_id = %outbox.id, "binary frame ignored"),
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
-                        // tungstenite queued the Pong reply; send it now.
-                        if ws.flush().await.is_err() {
-                            return None;
-                        }
-                    }
+                    // tungstenite queued the Pong reply; send it now.
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => bounded!(ws.flush()),
                     Message::Close(_) => {
-                        let _ = ws.flush().await;
+                        bounded!(ws.flush());
                         return None;
                     }
                 }
             }
-            _ = outbox.readable() => {
-                // A client that stops reading blocks this write; eviction, shutdown and a stall
-                // limit must still be able to end it.
-                tokio::select! {
-                    biased;
-                    r = &mut closing => return r,
-                    _ = tokio::time::sleep(pong_wait) => {
-                        tracing::warn!(socket_id = %outbox.id, "write stalled; evicting");
-                        return Some(CloseReason::SlowConsumer);
-                    }
-                    r = write_batch(ws, outbox, &state.metrics) => if r.is_err() { return None },
-                }
-            }
+            _ = outbox.readable() => bounded!(write_batch(ws, outbox, &state.metrics)),
             () = &mut timer => {
                 let idle = last_seen.elapsed();
                 if idle < activity {
                     timer.as_mut().reset(last_seen + activity);
                 } else if !pinged {
                     pinged = true;
-                    if ws.send(Message::Ping(Default::default())).await.is_err() {
-                        return None;
-                    }
+                    bounded!(ws.send(Message::Ping(Default::default())));
                     timer.as_mut().reset(Instant::now() + pong_wait);
                 } else {
                     return Some(CloseReason::PongTimeout);
                 }
             }
         }
+    }
+}
+
+/// Runs one write unless the connection must close first or the write stalls past `stall`.
+/// `Err` carries the close reason (`None`: the client is gone).
+async fn guarded<W, C>(
+    write: W,
+    closing: std::pin::Pin<&mut C>,
+    stall: Duration,
+    outbox: &Outbox,
+) -> Result<(), Option<CloseReason>>
+where
+    W: std::future::Future<Output = Result<(), WsError>>,
+    C: std::future::Future<Output = Option<CloseReason>>,
+{
+    tokio::select! {
+        biased;
+        r = closing => Err(r),
+        _ = tokio::time::sleep(stall) => {
+            tracing::warn!(socket_id = %outbox.id, "write stalled; evicting");
+            Err(Some(CloseReason::SlowConsumer))
+        }
+        r = write => r.map_err(|_| None),
     }
 }
 

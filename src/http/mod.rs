@@ -33,6 +33,26 @@ impl DrainGuard {
     }
 }
 
+/// TCP keepalive on an accepted socket, so a peer that vanished without a FIN (a dropped Wi-Fi,
+/// a dead NAT entry) is found by the kernel even while herald has nothing to send; and, on
+/// Linux, a user timeout, so data the peer never acknowledges does not keep the socket open.
+fn keepalive(stream: &tokio::net::TcpStream, server: &crate::config::ServerConfig) {
+    let idle = Duration::from_secs(server.activity_timeout.max(1));
+    let probe = Duration::from_secs(server.pong_timeout.max(1));
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(probe)
+        .with_retries(3);
+    let sock = socket2::SockRef::from(stream);
+    if let Err(e) = sock.set_tcp_keepalive(&ka) {
+        tracing::debug!(error = %e, "TCP keepalive not set");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = sock.set_tcp_user_timeout(Some(idle + probe * 3)) {
+        tracing::debug!(error = %e, "TCP user timeout not set");
+    }
+}
+
 /// Accepts connections until shutdown, serving each on its own task (TLS first when an
 /// acceptor is given).
 pub async fn accept_loop(
@@ -56,6 +76,7 @@ pub async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
+        keepalive(&stream, &state.config.server);
         let state = state.clone();
         let guard = guard.clone();
         let shutdown = shutdown.clone();

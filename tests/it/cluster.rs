@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::redis_server::{free_port, RedisCluster, RedisServer};
 
-fn node_config(redis: &RedisServer) -> Config {
+pub fn node_config(redis: &RedisServer) -> Config {
     let mut c = config();
     c.adapter = AdapterKind::Redis;
     c.redis.url = redis.url();
@@ -255,7 +255,7 @@ async fn watchlist_across_nodes() {
 }
 
 /// A herald binary on Redis, to be killed with SIGKILL.
-fn spawn_node(redis: &RedisServer, port: u16) -> std::process::Child {
+pub fn spawn_node(redis: &RedisServer, port: u16) -> std::process::Child {
     let file = write_config(&format!("node-{port}.toml"), "");
     let toml = format!(
         "adapter = \"redis\"\n[metrics]\nenabled = false\n[server]\nport = {port}\n[redis]\nurl = \"{}\"\nheartbeat_ms = 200\nnode_timeout_ms = 1000\n\

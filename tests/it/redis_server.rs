@@ -180,3 +180,25 @@ impl RedisCluster {
             .collect()
     }
 }
+
+impl RedisServer {
+    /// A command connection for inspecting and changing the server from a test.
+    pub async fn client(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// SAVE, SIGKILL, stay away for `outage`, start again: a restart that keeps the data (as
+    /// with persistence, or a failover to an up-to-date replica).
+    pub async fn restart_keeping_data(&mut self, outage: Duration) {
+        let mut c = self.client().await;
+        let _: () = redis::cmd("SAVE").query_async(&mut c).await.unwrap();
+        drop(c);
+        self.kill();
+        tokio::time::sleep(outage).await;
+        self.spawn().await;
+    }
+}

@@ -102,7 +102,7 @@ pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
                         lost = !beat.known,
                         "resubscribing and rewriting this node's share in Redis"
                     );
-                    resync(&inner).await;
+                    resync(&inner, !beat.known).await;
                 }
                 publish_connection_counts(&inner).await;
                 if !inner.settle.settled() {
@@ -142,7 +142,12 @@ fn decode_list<T: serde::de::DeserializeOwned>(json: &str) -> Vec<T> {
     }
 }
 
-async fn run_reap(inner: &Inner, node: u32, now: i64, timeout: i64) -> RedisResult<Option<Removed>> {
+async fn run_reap(
+    inner: &Inner,
+    node: u32,
+    now: i64,
+    timeout: i64,
+) -> RedisResult<Option<Removed>> {
     let mut link = inner.link();
     let reply: Option<(String, String, String)> = scripts::REAP
         .key(inner.names.nodes())
@@ -208,6 +213,13 @@ async fn recheck(inner: &Inner, pending: Pending) {
                 Err(_) => inner.settle.hold(pending),
             }
         }
+        Pending::Vacated { app, channel } => {
+            if inner.hub.app(app).channel_stats(channel).subscription_count == 0 {
+                inner
+                    .webhooks
+                    .emit_for(app, Emitted::Vacated(channel.clone()));
+            }
+        }
         Pending::Offline { app, user } => {
             if inner.hub.app(app).users().is_online(user) {
                 return;
@@ -228,14 +240,15 @@ async fn recheck(inner: &Inner, pending: Pending) {
 
 /// `member_removed` to every node's subscribers, and its webhook.
 fn member_removed(inner: &Inner, app: &str, channel: &str, user: &str) {
-    announce_member(inner, app, channel, user, false);
+    announce_member(inner, app, channel, user, false, true);
     inner.webhooks.emit_for(
         app,
         Emitted::MemberRemoved(channel.to_string(), user.to_string()),
     );
 }
 
-fn announce_member(inner: &Inner, app: &str, channel: &str, user: &str, added: bool) {
+/// member_added / member_removed to every node's subscribers (`here`) or the other nodes' only.
+fn announce_member(inner: &Inner, app: &str, channel: &str, user: &str, added: bool, here: bool) {
     let (event, data) = if added {
         let info = inner.hub.app(app).member_info(channel, user).flatten();
         let m = presence::Member {
@@ -252,7 +265,7 @@ fn announce_member(inner: &Inner, app: &str, channel: &str, user: &str, added: b
             presence::member_removed_data(user),
         )
     };
-    inner.publish(Broadcast {
+    let b = Broadcast {
         app: app.to_string(),
         channel: channel.to_string(),
         event: event.to_string(),
@@ -260,7 +273,12 @@ fn announce_member(inner: &Inner, app: &str, channel: &str, user: &str, added: b
         except: None,
         user_id: None,
         cache_ttl: None,
-    });
+    };
+    if here {
+        inner.publish(b);
+    } else {
+        inner.publish_remote(b);
+    }
 }
 
 /// The transitions a [`scripts::SYNC`] caused, as field arrays.
@@ -279,6 +297,8 @@ struct Synced {
     online: Vec<Vec<String>>,
     #[serde(deserialize_with = "lua_list")]
     offline: Vec<Vec<String>>,
+    /// This node had been reaped while alive.
+    reaped: bool,
 }
 
 /// cjson encodes an empty list as `{}`; anything but a list of string lists reads as empty.
@@ -306,10 +326,16 @@ fn desired_share(inner: &Inner) -> String {
     json!({"subs": subs, "pres": pres, "users": users}).to_string()
 }
 
-/// After an outage (or after being reaped while alive): resubscribe, then move this node's
-/// share to what its sockets say now in one atomic step, with this node's joins and leaves held
-/// off meanwhile, and announce exactly the transitions that caused.
-async fn resync(inner: &Inner) {
+/// After an outage (or after being reaped while alive): move this node's share to what its
+/// sockets say now in one atomic step, with this node's joins and leaves held off meanwhile,
+/// then resubscribe, and announce exactly the transitions that caused. `forgotten`: Redis no
+/// longer knew this node (its data was lost, or the node was reaped).
+///
+/// An arrival the resync records was announced before, unless it was decided here alone while
+/// Redis was away (then the other nodes hear of it now) or the node had been reaped (everyone
+/// heard it leave). So after a loss of Redis's data the recreated members and users are not
+/// announced again.
+async fn resync(inner: &Inner, forgotten: bool) {
     let synced = {
         let _order = inner.order.write().await;
         // Calls failing from here on make the node stale again (and resync at the next beat).
@@ -319,6 +345,7 @@ async fn resync(inner: &Inner) {
             .key(inner.names.node(inner.node, "subs"))
             .key(inner.names.node(inner.node, "pres"))
             .key(inner.names.node(inner.node, "users"))
+            .key(inner.names.node(inner.node, "reaped"))
             .arg(inner.names.tag())
             .arg(desired_share(inner))
             .invoke_async(&mut link)
@@ -342,36 +369,59 @@ async fn resync(inner: &Inner) {
     // their webhooks again, so the matching vacated / removed webhooks still go out later.
     for f in &synced.occupied {
         if let [app, channel] = &f[..] {
-            inner.webhooks.restored(app, Emitted::Occupied(channel.clone()));
+            inner
+                .webhooks
+                .restored(app, Emitted::Occupied(channel.clone()));
         }
     }
+    // Departures wait until every node had time to rewrite its share (this pass unsettled the
+    // node): until then a count may be missing only because another node's share is.
     for f in &synced.vacated {
         if let [app, channel] = &f[..] {
-            inner.webhooks.emit_for(app, Emitted::Vacated(channel.clone()));
+            inner.settle.hold(Pending::Vacated {
+                app: app.clone(),
+                channel: channel.clone(),
+            });
         }
     }
+    let alone = inner.settle.take_arrived();
+    let lost_data = forgotten && !synced.reaped;
     for f in &synced.added {
         if let [app, channel, user] = &f[..] {
-            announce_member(inner, app, channel, user, true);
-            inner.webhooks.restored(
-                app,
-                Emitted::MemberAdded(channel.clone(), user.clone()),
-            );
+            if alone.contains(f) {
+                announce_member(inner, app, channel, user, true, false);
+            } else if !lost_data {
+                announce_member(inner, app, channel, user, true, true);
+            }
+            inner
+                .webhooks
+                .restored(app, Emitted::MemberAdded(channel.clone(), user.clone()));
         }
     }
     for f in &synced.removed {
         if let [app, channel, user] = &f[..] {
-            member_removed(inner, app, channel, user);
+            inner.settle.hold(Pending::Member {
+                app: app.clone(),
+                channel: channel.clone(),
+                user: user.clone(),
+            });
         }
     }
     for f in &synced.online {
         if let [app, user] = &f[..] {
-            inner.watch(app, user, true);
+            if alone.contains(f) {
+                inner.watch_remote(app, user, true);
+            } else if !lost_data {
+                inner.watch(app, user, true);
+            }
         }
     }
     for f in &synced.offline {
         if let [app, user] = &f[..] {
-            inner.watch(app, user, false);
+            inner.settle.hold(Pending::Offline {
+                app: app.clone(),
+                user: user.clone(),
+            });
         }
     }
     tracing::info!(node = inner.node, "this node's share was rewritten");

@@ -117,7 +117,12 @@ impl Inner {
                 joined.count = usize::try_from(d.count).ok();
                 Ok(joined)
             }
-            (Ok(joined), None) => Ok(joined),
+            (Ok(joined), None) => {
+                if let (true, Some(m)) = (joined.member_added, j.member) {
+                    self.settle.arrived_alone(&[j.app, j.channel, &m.user_id]);
+                }
+                Ok(joined)
+            }
             (Err(e), decided) => {
                 if decided.is_some() {
                     // Recorded in Redis but refused here: take it back.
@@ -145,7 +150,9 @@ impl Inner {
         let here = left.member_removed.take();
         match self.leave_script(app, channel, user_id).await {
             Some((count, removed, known)) => {
-                let removed = (removed == 1).then(|| user_id.map(str::to_string)).flatten();
+                let removed = (removed == 1)
+                    .then(|| user_id.map(str::to_string))
+                    .flatten();
                 if self.trusted(known) {
                     left.member_removed = removed;
                 } else if let Some(user) = removed.or(here) {
@@ -246,7 +253,12 @@ impl Inner {
                 self.note_known(known);
                 n == 1
             }
-            None => first_here,
+            None => {
+                if first_here {
+                    self.settle.arrived_alone(&[s.app, s.user]);
+                }
+                first_here
+            }
         };
         if came_online {
             self.watch(s.app, s.user, true);

@@ -174,8 +174,13 @@ impl Inner {
     }
 
     /// Local delivery plus publication to the other nodes.
-    fn publish(&self, mut b: Broadcast) {
+    fn publish(&self, b: Broadcast) {
         self.hub.app(&b.app).deliver(&b);
+        self.publish_remote(b);
+    }
+
+    /// Publication to the other nodes only (this node's subscribers already have it).
+    fn publish_remote(&self, mut b: Broadcast) {
         if let Some(ttl) = b.cache_ttl.take() {
             let value = serde_json::json!({"event": b.event, "data": b.data}).to_string();
             self.enqueue(Out::Cache {
@@ -232,6 +237,11 @@ impl Inner {
     /// Announces a user's status here and on every other node.
     fn watch(&self, app: &str, user: &str, online: bool) {
         self.hub.app(app).users().announce(user, online);
+        self.watch_remote(app, user, online);
+    }
+
+    /// Announces a user's status on the other nodes only.
+    fn watch_remote(&self, app: &str, user: &str, online: bool) {
         let w = Wire::Watch {
             origin: self.node,
             app: app.to_string(),

@@ -132,7 +132,11 @@ impl Inner {
         Ok(out)
     }
 
-    pub(super) async fn users(&self, app: &str, channel: &str) -> Result<Vec<String>, AdapterError> {
+    pub(super) async fn users(
+        &self,
+        app: &str,
+        channel: &str,
+    ) -> Result<Vec<String>, AdapterError> {
         let mut link = self.link();
         link.hkeys(self.names.presence(app, channel))
             .await

@@ -114,6 +114,8 @@ local removed = subtract(KEYS[3],
   function(f) redis.call('HDEL', T .. ':presinfo:' .. f[1] .. ':' .. f[2], f[3]) end)
 local offline = subtract(KEYS[4], function(f) return T .. ':users:' .. f[1] end, function(f) return f[2] end)
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], T .. ':node:' .. ARGV[1] .. ':seen')
+-- If the node was alive after all, its resync must know that its members were announced gone.
+redis.call('SET', T .. ':node:' .. ARGV[1] .. ':reaped', 1, 'EX', 3600)
 return {cjson.encode(vacated), cjson.encode(removed), cjson.encode(offline)}
 "#,
     )
@@ -121,11 +123,12 @@ return {cjson.encode(vacated), cjson.encode(removed), cjson.encode(offline)}
 
 /// Moves this node's share to what its sockets say now, in one atomic step, and reports only
 /// the cluster-wide transitions that result (after a Redis outage, restart or failover, or after
-/// this node was reaped while alive). KEYS: node subs, node presence, node users.
+/// this node was reaped while alive). KEYS: node subs, node presence, node users, node `reaped`
+/// mark (left by [`REAP`]).
 /// ARGV: key tag, JSON `{"subs":{field:n},"pres":{field:[n,info]},"users":{field:n}}` with the
 /// same fields joins write (JSON arrays `[app,channel]`, `[app,channel,user]`, `[app,user]`).
 /// Returns JSON `{occupied, vacated, added, removed, online, offline}`, each a list of field
-/// arrays.
+/// arrays, and `reaped`: whether this node had been reaped (its members announced gone).
 pub static SYNC: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -171,6 +174,7 @@ sync(KEYS[2], want.pres, function(d) return T .. ':pres:' .. d[1] .. ':' .. d[2]
   function(d) redis.call('HDEL', T .. ':presinfo:' .. d[1] .. ':' .. d[2], d[3]) end)
 sync(KEYS[3], want.users, function(d) return T .. ':users:' .. d[1] end, function(d) return d[2] end,
   'online', 'offline')
+out.reaped = redis.call('DEL', KEYS[4]) == 1
 return cjson.encode(out)
 "#,
     )

@@ -22,6 +22,13 @@ pub enum Pending {
         /// User id.
         user: String,
     },
+    /// `channel_vacated` (its webhook; the claim checks the count again after the grace).
+    Vacated {
+        /// App id.
+        app: String,
+        /// Channel.
+        channel: String,
+    },
     /// A signed-in user going offline (watchlist).
     Offline {
         /// App id.
@@ -36,6 +43,9 @@ struct State {
     /// Not settled before this moment.
     until: Option<Instant>,
     pending: HashSet<Pending>,
+    /// Arrivals decided here alone while Redis was unreachable (announced to this node's
+    /// sockets only), as SYNC field arrays: `[app, channel, user]` members, `[app, user]` users.
+    arrived: HashSet<Vec<String>>,
 }
 
 /// The settling window and the departures held back during it.
@@ -66,6 +76,18 @@ impl Settle {
     /// Holds a departure back until the window is over.
     pub fn hold(&self, p: Pending) {
         self.state().pending.insert(p);
+    }
+
+    /// Records an arrival decided here alone (Redis unreachable): the other nodes hear of it at
+    /// the next resync.
+    pub fn arrived_alone(&self, field: &[&str]) {
+        let field = field.iter().map(|s| s.to_string()).collect();
+        self.state().arrived.insert(field);
+    }
+
+    /// The arrivals decided here alone since the last call.
+    pub fn take_arrived(&self) -> HashSet<Vec<String>> {
+        std::mem::take(&mut self.state().arrived)
     }
 
     /// The held departures, once the window is over (none before).
