@@ -27,6 +27,11 @@ pub struct Channel {
     pub(super) count_sent_at: Option<tokio::time::Instant>,
     /// A throttled `subscription_count` is scheduled.
     pub(super) count_pending: bool,
+    /// Broadcasts delivered so far: a deferred cache replay checks that none came in between.
+    pub(super) delivered: u64,
+    /// Sockets given a replayed cached event whose own broadcast may still be on its way: the
+    /// next delivery is skipped for them if it is that very frame.
+    pub(super) replayed: Vec<(SocketId, tokio_tungstenite::tungstenite::Utf8Bytes)>,
 }
 
 /// What a subscription changed.
@@ -40,6 +45,8 @@ pub struct Joined {
     pub cache_miss: bool,
     /// The cluster-wide subscription count after the join, when a cluster store decided it.
     pub count: Option<usize>,
+    /// Broadcasts the channel had delivered when the socket joined (for a deferred replay).
+    pub deliveries: u64,
 }
 
 /// What an unsubscription changed.
@@ -196,7 +203,8 @@ mod tests {
                 occupied: true,
                 member_added: true,
                 cache_miss: false,
-                count: None
+                count: None,
+                deliveries: 0,
             })
         );
         assert_eq!(
@@ -205,7 +213,8 @@ mod tests {
                 occupied: false,
                 member_added: false,
                 cache_miss: false,
-                count: None
+                count: None,
+                deliveries: 0,
             })
         );
         assert_eq!(
@@ -214,7 +223,8 @@ mod tests {
                 occupied: false,
                 member_added: true,
                 cache_miss: false,
-                count: None
+                count: None,
+                deliveries: 0,
             })
         );
         assert_eq!((ch.subscription_count(), ch.user_count()), (3, 2));

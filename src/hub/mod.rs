@@ -4,6 +4,7 @@
 pub mod announced;
 pub mod cache;
 pub mod channel;
+mod queries;
 pub mod users;
 
 use std::collections::hash_map::DefaultHasher;
@@ -126,6 +127,9 @@ pub enum Replay {
     Local,
     /// Fetched from the cluster: `(event, data)` or nothing cached.
     Given(Option<(String, String)>),
+    /// Fetched from the cluster after the socket joined, and finished with [`AppHub::replay`]:
+    /// a broadcast published while the fetch was under way then reaches the socket too.
+    Deferred,
 }
 
 /// This node's share of an app's state, for rewriting it into a cluster store.
@@ -228,6 +232,7 @@ impl AppHub {
                 return Err(e);
             }
         };
+        joined.deliveries = ch.delivered;
         if j.announce {
             let data = match (j.member, j.presence_data) {
                 (Some(_), Some(given)) => given.to_string(),
@@ -236,12 +241,13 @@ impl AppHub {
             };
             j.conn
                 .push(outbound::subscription_succeeded(j.channel, &data).into());
-            if classify(j.channel).cache {
+            if classify(j.channel).cache && j.replay != Replay::Deferred {
                 let cached = match j.replay {
                     Replay::Local => cache
                         .get(j.channel, Instant::now())
                         .map(|c| (c.event.clone(), c.data.clone())),
                     Replay::Given(c) => c,
+                    Replay::Deferred => None,
                 };
                 match cached {
                     Some((event, data)) => j
@@ -255,6 +261,39 @@ impl AppHub {
             }
         }
         Ok(joined)
+    }
+
+    /// Finishes a [`Replay::Deferred`] join with the cached event fetched after it. If a
+    /// broadcast reached the channel since (`deliveries` in [`Joined`]), the socket already has
+    /// something at least as new and nothing is replayed; else the cached event (remembered, so
+    /// its own broadcast arriving late is not delivered twice) or `pusher:cache_miss`. Returns
+    /// whether a cache miss was sent.
+    pub fn replay(
+        &self,
+        channel: &str,
+        conn: &Arc<Outbox>,
+        deliveries: u64,
+        cached: Option<(String, String)>,
+    ) -> bool {
+        let mut shard = self.shard(channel);
+        let Some(ch) = shard.channels.get_mut(channel) else {
+            return false;
+        };
+        if ch.delivered != deliveries || !ch.has(conn.id) {
+            return false;
+        }
+        match cached {
+            Some((event, data)) => {
+                let frame: Utf8Bytes = outbound::channel_event(&event, channel, &data, None).into();
+                conn.push(frame.clone());
+                ch.replayed.push((conn.id, frame));
+                false
+            }
+            None => {
+                conn.push(outbound::cache_miss(channel).into());
+                true
+            }
+        }
     }
 
     /// Unsubscribes a socket; drops the channel when it becomes empty.
@@ -281,13 +320,24 @@ impl AppHub {
                 .put(&b.channel, &b.event, &b.data, ttl, Instant::now());
             lock(&self.announced).cache_filled(&b.channel);
         }
-        let Some(ch) = shard.channels.get(&b.channel) else {
+        let Some(ch) = shard.channels.get_mut(&b.channel) else {
             return;
         };
+        ch.delivered += 1;
         let frame = b.to_frame();
-        for sub in ch.subscribers() {
-            if Some(sub.id) != b.except {
-                sub.push(frame.clone());
+        if ch.replayed.is_empty() {
+            for sub in ch.subscribers() {
+                if Some(sub.id) != b.except {
+                    sub.push(frame.clone());
+                }
+            }
+        } else {
+            let replayed = std::mem::take(&mut ch.replayed);
+            for sub in ch.subscribers() {
+                let duplicate = replayed.iter().any(|(id, f)| *id == sub.id && *f == frame);
+                if Some(sub.id) != b.except && !duplicate {
+                    sub.push(frame.clone());
+                }
             }
         }
     }
@@ -324,94 +374,6 @@ impl AppHub {
         CountUpdate::Done
     }
 
-    /// Counts for one channel (zeros when nobody is subscribed).
-    pub fn channel_stats(&self, channel: &str) -> ChannelStats {
-        let shard = self.shard(channel);
-        shard
-            .channels
-            .get(channel)
-            .map(|c| ChannelStats {
-                subscription_count: c.subscription_count(),
-                user_count: c.user_count(),
-            })
-            .unwrap_or_default()
-    }
-
-    /// Every occupied channel whose name starts with `prefix`, with its counts.
-    pub fn channels(&self, prefix: &str) -> Vec<(String, ChannelStats)> {
-        let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = lock(shard);
-            for (name, c) in shard.channels.iter() {
-                if name.starts_with(prefix) && !c.is_empty() {
-                    let stats = ChannelStats {
-                        subscription_count: c.subscription_count(),
-                        user_count: c.user_count(),
-                    };
-                    out.push((name.clone(), stats));
-                }
-            }
-        }
-        out
-    }
-
-    /// Presence user ids of a channel, in join order.
-    pub fn user_ids(&self, channel: &str) -> Vec<String> {
-        let shard = self.shard(channel);
-        shard
-            .channels
-            .get(channel)
-            .map(|c| c.user_ids().map(str::to_string).collect())
-            .unwrap_or_default()
-    }
-
-    /// The cached event's data and remaining seconds, if any.
-    pub fn cached(&self, channel: &str) -> Option<(String, u64)> {
-        let mut shard = self.shard(channel);
-        let now = Instant::now();
-        shard
-            .cache
-            .get(channel, now)
-            .map(|c| (c.data.clone(), c.ttl_secs(now)))
-    }
-
-    /// Drops expired cache entries.
-    pub fn sweep(&self) {
-        let now = Instant::now();
-        for shard in self.shards.iter() {
-            lock(shard).cache.sweep(now);
-        }
-    }
-
-    /// This node's share of the app's state.
-    pub fn share(&self) -> Share {
-        let mut share = Share::default();
-        for shard in self.shards.iter() {
-            let shard = lock(shard);
-            for (name, ch) in shard.channels.iter() {
-                share.subs.push((name.clone(), ch.subscription_count()));
-                for (user, n, info) in ch.members() {
-                    share
-                        .presence
-                        .push((name.clone(), user.to_string(), n, info.cloned()));
-                }
-            }
-        }
-        share.users = self.users().share();
-        share
-    }
-
-    /// The info of a presence member on this node, if it is one here.
-    pub fn member_info(&self, channel: &str, user: &str) -> Option<Option<serde_json::Value>> {
-        let shard = self.shard(channel);
-        let ch = shard.channels.get(channel)?;
-        let found = ch
-            .members()
-            .find(|(u, _, _)| *u == user)
-            .map(|(_, _, info)| info.cloned());
-        found
-    }
-
     /// Webhook transitions announced by this node (single-node adapter). Never take a shard
     /// lock while holding it.
     pub fn announced(&self) -> MutexGuard<'_, Announced> {
@@ -435,135 +397,4 @@ impl AppHub {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Reads what the hub queued for a connection.
-    struct Rx(Arc<Outbox>);
-
-    impl Rx {
-        fn try_recv(&mut self) -> Result<tokio_tungstenite::tungstenite::Utf8Bytes, ()> {
-            self.0.pop().ok_or(())
-        }
-    }
-
-    fn conn(seq: u64) -> (Arc<Outbox>, Rx) {
-        let o = Arc::new(Outbox::new(SocketId { node: 1, seq }, 16));
-        (o.clone(), Rx(o))
-    }
-
-    fn join<'a>(channel: &'a str, conn: &'a Arc<Outbox>) -> JoinRequest<'a> {
-        JoinRequest {
-            channel,
-            conn,
-            member: None,
-            max_members: 100,
-            announce: true,
-            presence_data: None,
-            replay: Replay::Local,
-        }
-    }
-
-    #[test]
-    fn cache_channels_replay_or_miss() {
-        let hub = Hub::default();
-        let app = hub.app("1");
-        let (a, mut ra) = conn(1);
-        assert!(app.subscribe(join("cache-x", &a)).unwrap().cache_miss);
-        ra.try_recv().unwrap();
-        assert_eq!(
-            ra.try_recv().unwrap().as_str(),
-            r#"{"event":"pusher:cache_miss","channel":"cache-x"}"#
-        );
-        let b = Broadcast {
-            app: "1".into(),
-            channel: "cache-x".into(),
-            event: "e".into(),
-            data: "d".into(),
-            except: None,
-            user_id: None,
-            cache_ttl: Some(Duration::from_secs(60)),
-        };
-        app.deliver(&b);
-        assert_eq!(
-            ra.try_recv().unwrap().as_str(),
-            r#"{"event":"e","channel":"cache-x","data":"d"}"#
-        );
-        let (c, mut rc) = conn(2);
-        assert!(!app.subscribe(join("cache-x", &c)).unwrap().cache_miss);
-        rc.try_recv().unwrap();
-        assert_eq!(
-            rc.try_recv().unwrap().as_str(),
-            r#"{"event":"e","channel":"cache-x","data":"d"}"#
-        );
-        assert_eq!(
-            app.cached("cache-x").map(|(d, ttl)| (d, ttl <= 60)),
-            Some(("d".to_string(), true))
-        );
-    }
-
-    #[test]
-    fn subscription_count_throttles_large_channels() {
-        let hub = Hub::default();
-        let app = hub.app("1");
-        let mut rxs = Vec::new();
-        for i in 0..101 {
-            let (c, rx) = conn(i);
-            app.subscribe(join("big", &c)).unwrap();
-            rxs.push((c, rx));
-        }
-        assert_eq!(app.announce_count("big", None), CountUpdate::Done);
-        assert!(
-            matches!(app.announce_count("big", None), CountUpdate::Later(d) if d <= COUNT_THROTTLE)
-        );
-        assert_eq!(
-            app.announce_count("big", None),
-            CountUpdate::Done,
-            "one pending retry at a time"
-        );
-        let (_, rx) = &mut rxs[0];
-        rx.try_recv().unwrap();
-        assert_eq!(
-            rx.try_recv().unwrap().as_str(),
-            r#"{"event":"pusher_internal:subscription_count","channel":"big","data":"{\"subscription_count\":101}"}"#
-        );
-        assert!(rx.try_recv().is_err());
-    }
-
-    #[test]
-    fn deliver_once_per_subscriber_except_sender() {
-        let hub = Hub::default();
-        let app = hub.app("1");
-        let (a, mut ra) = conn(1);
-        let (b, mut rb) = conn(2);
-        app.subscribe(join("c", &a)).unwrap();
-        app.subscribe(join("c", &b)).unwrap();
-        assert_eq!(
-            ra.try_recv().unwrap().as_str(),
-            r#"{"event":"pusher_internal:subscription_succeeded","channel":"c","data":"{}"}"#
-        );
-        rb.try_recv().unwrap();
-        let b1 = Broadcast {
-            app: "1".into(),
-            channel: "c".into(),
-            event: "e".into(),
-            data: "d".into(),
-            except: Some(a.id),
-            user_id: None,
-            cache_ttl: None,
-        };
-        app.deliver(&b1);
-        assert!(ra.try_recv().is_err());
-        assert_eq!(
-            rb.try_recv().unwrap().as_str(),
-            r#"{"event":"e","channel":"c","data":"d"}"#
-        );
-        assert_eq!(app.channel_stats("c").subscription_count, 2);
-        assert_eq!(app.channels("").len(), 1);
-        assert!(app.channels("x").is_empty());
-        app.unsubscribe("c", a.id, None);
-        assert!(app.unsubscribe("c", b.id, None).vacated);
-        assert_eq!(app.channel_stats("c"), ChannelStats::default());
-        assert!(app.channels("").is_empty());
-    }
-}
+mod tests;

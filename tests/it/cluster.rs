@@ -254,8 +254,19 @@ async fn watchlist_across_nodes() {
     );
 }
 
+/// A spawned process killed when dropped, so a failing test leaves nothing running (a child
+/// left behind would also keep whatever file locks the test runner held).
+pub struct Spawned(pub std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A herald binary on Redis, to be killed with SIGKILL.
-pub fn spawn_node(redis: &RedisServer, port: u16) -> std::process::Child {
+pub fn spawn_node(redis: &RedisServer, port: u16) -> Spawned {
     let file = write_config(&format!("node-{port}.toml"), "");
     let toml = format!(
         "adapter = \"redis\"\n[metrics]\nenabled = false\n[server]\nport = {port}\n[redis]\nurl = \"{}\"\nheartbeat_ms = 200\nnode_timeout_ms = 1000\n\
@@ -270,6 +281,7 @@ pub fn spawn_node(redis: &RedisServer, port: u16) -> std::process::Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Spawned)
         .unwrap()
 }
 
@@ -292,8 +304,8 @@ async fn killed_node_members_are_removed_once_within_10s() {
     for ws in [&mut w1, &mut w3] {
         assert_eq!(data_of(&recv(ws).await)["user_id"], "doomed");
     }
-    victim.kill().unwrap();
-    victim.wait().unwrap();
+    victim.0.kill().unwrap();
+    victim.0.wait().unwrap();
     let started = std::time::Instant::now();
     for ws in [&mut w1, &mut w3] {
         let f = tokio::time::timeout(Duration::from_secs(10), recv(ws))

@@ -87,8 +87,10 @@ impl Inner {
             self.note_known(*known);
         }
         let decided = decided.map(|(d, _)| d);
-        let replay = if j.announce && classify(j.channel).cache {
-            Replay::Given(self.cached_event(j.app, j.channel).await)
+        // The cached event is fetched after joining (see `Replay::Deferred`).
+        let deferred = j.announce && classify(j.channel).cache;
+        let replay = if deferred {
+            Replay::Deferred
         } else {
             Replay::Local
         };
@@ -110,6 +112,17 @@ impl Inner {
             presence_data: presence_data.as_deref(),
             replay,
         });
+        let local = match local {
+            Ok(mut joined) if deferred => {
+                let cached = self.cached_event(j.app, j.channel).await;
+                joined.cache_miss =
+                    self.hub
+                        .app(j.app)
+                        .replay(j.channel, j.conn, joined.deliveries, cached);
+                Ok(joined)
+            }
+            other => other,
+        };
         match (local, decided) {
             (Ok(mut joined), Some(d)) => {
                 joined.member_added = d.added;
