@@ -17,6 +17,7 @@ mod presence;
 mod redis_server;
 mod rest_auth;
 mod rest_endpoints;
+mod rest_queries;
 mod shutdown;
 mod slow_consumer;
 mod subscribe;
