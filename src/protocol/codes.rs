@@ -159,7 +159,12 @@ mod tests {
         assert_eq!(pusher_error_code(4001), Some(4001));
         assert_eq!(pusher_error_code(4100), Some(4100));
         assert_eq!(pusher_error_code(4201), Some(4201));
-        for websocket in [MESSAGE_TOO_BIG, INVALID_PAYLOAD, PROTOCOL_ERROR, ABNORMAL_CLOSURE] {
+        for websocket in [
+            MESSAGE_TOO_BIG,
+            INVALID_PAYLOAD,
+            PROTOCOL_ERROR,
+            ABNORMAL_CLOSURE,
+        ] {
             assert_eq!(pusher_error_code(websocket), None, "{websocket}");
         }
         assert!(!CloseReason::Abnormal.sends_close_frame());

@@ -167,9 +167,18 @@ async fn a_vanished_client_is_1006_and_a_protocol_violation_1002() {
     assert_eq!(
         closed_by_code(&t).await,
         [
-            ("herald_connections_closed_total{code=\"0\"}".to_string(), 1.0),
-            ("herald_connections_closed_total{code=\"1002\"}".to_string(), 1.0),
-            ("herald_connections_closed_total{code=\"1006\"}".to_string(), 2.0),
+            (
+                "herald_connections_closed_total{code=\"0\"}".to_string(),
+                1.0
+            ),
+            (
+                "herald_connections_closed_total{code=\"1002\"}".to_string(),
+                1.0
+            ),
+            (
+                "herald_connections_closed_total{code=\"1006\"}".to_string(),
+                2.0
+            ),
         ]
     );
 }

@@ -118,9 +118,12 @@ async fn channel_info_and_users() {
         json!({"occupied": true, "subscription_count": 2})
     );
     assert_eq!(
-        get("/apps/1/channels/presence-q", Some("user_count,subscription_count"))
-            .await
-            .body,
+        get(
+            "/apps/1/channels/presence-q",
+            Some("user_count,subscription_count")
+        )
+        .await
+        .body,
         json!({"occupied": true, "user_count": 1, "subscription_count": 2})
     );
     assert_eq!(
@@ -140,7 +143,6 @@ async fn channel_info_and_users() {
     assert_eq!(get("/apps/1/channels/pub/users", None).await.status, 400);
     assert_eq!(get("/apps/1/channels/bad%20name", None).await.status, 400);
 }
-
 
 /// Asks for `user_count,subscription_count` of `presence-room` (and a public channel) on every
 /// REST path that takes `info`, through the node at `addr`: each answer has the subscribed
@@ -171,7 +173,14 @@ async fn both_counts_everywhere(addr: std::net::SocketAddr, users: usize, subscr
         )
     );
     let body = json!({"name": "e", "channels": ["presence-room", "lobby"], "data": "x", "info": "user_count,subscription_count"});
-    let r = api(addr, "POST", "/apps/1/events", &[], body.to_string().as_bytes()).await;
+    let r = api(
+        addr,
+        "POST",
+        "/apps/1/events",
+        &[],
+        body.to_string().as_bytes(),
+    )
+    .await;
     assert_eq!(
         (r.status, r.body),
         (
@@ -186,7 +195,14 @@ async fn both_counts_everywhere(addr: std::net::SocketAddr, users: usize, subscr
         {"channel": "presence-room", "name": "e", "data": "x", "info": "subscription_count"},
         {"channel": "presence-room", "name": "e", "data": "x", "info": "user_count,subscription_count"},
     ]});
-    let r = api(addr, "POST", "/apps/1/batch_events", &[], batch.to_string().as_bytes()).await;
+    let r = api(
+        addr,
+        "POST",
+        "/apps/1/batch_events",
+        &[],
+        batch.to_string().as_bytes(),
+    )
+    .await;
     assert_eq!(
         (r.status, r.body),
         (
@@ -241,9 +257,15 @@ async fn join_room(
         let added = recv(ws).await;
         assert_eq!(
             (&added["event"], &added["channel"]),
-            (&json!("pusher_internal:member_added"), &json!("presence-room"))
+            (
+                &json!("pusher_internal:member_added"),
+                &json!("presence-room")
+            )
         );
-        assert_eq!(data_of(&added), json!({"user_id": "bob", "user_info": null}));
+        assert_eq!(
+            data_of(&added),
+            json!({"user_id": "bob", "user_info": null})
+        );
     }
     subscribe_public(&mut lobby, "lobby").await;
     assert_eq!(
