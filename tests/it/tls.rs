@@ -165,10 +165,9 @@ async fn broken_certificates_are_reported() {
         port: None,
     });
     let err = c.validate().unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
     assert!(
-        err.problems
-            .iter()
-            .any(|p| p.contains("[server.tls] cannot read certificate /nonexistent/cert.pem")),
+        err.problems[0].starts_with("[server.tls]: cannot read certificate /nonexistent/cert.pem"),
         "{err}"
     );
 }
