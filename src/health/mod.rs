@@ -1,5 +1,8 @@
 //! `herald health`: asks a running server for `GET /health` at the address its configuration
 //! (file, `HERALD_*` environment, flags) gives it, for container and orchestrator health checks.
+//! A main port that is TLS only is asked over HTTPS.
+
+mod loopback_tls;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -38,11 +41,11 @@ pub fn run(
         }
     };
     let tls_only = config.server.tls.as_ref().is_some_and(|t| t.port.is_none());
-    if tls_only {
-        eprintln!("herald health: the main port is TLS only; probe it with an HTTPS client");
-        return ExitCode::FAILURE;
-    }
     let addr = local_addr(&config.server);
+    let url = format!(
+        "{}://{addr}/health",
+        if tls_only { "https" } else { "http" }
+    );
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -55,36 +58,50 @@ pub fn run(
     };
     let probe = async {
         let stream = tokio::net::TcpStream::connect(&addr).await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get("/health")
-            .header("host", addr.as_str())
-            .body(Empty::<Bytes>::new())?;
-        let res = sender.send_request(req).await?;
-        let status = res.status().as_u16();
-        let body =
-            String::from_utf8_lossy(&res.into_body().collect().await?.to_bytes()).to_string();
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
+        if tls_only {
+            let name = rustls::pki_types::ServerName::try_from("localhost")?;
+            let tls = loopback_tls::connector().connect(name, stream).await?;
+            get_health(TokioIo::new(tls), &addr).await
+        } else {
+            get_health(TokioIo::new(stream), &addr).await
+        }
     };
     let result = runtime
         .block_on(async { tokio::time::timeout(Duration::from_millis(timeout_ms), probe).await });
     match result {
         Ok(Ok((200, body))) => {
-            println!("http://{addr}/health: 200 {body}");
+            println!("{url}: 200 {body}");
             ExitCode::SUCCESS
         }
         Ok(Ok((status, body))) => {
-            eprintln!("http://{addr}/health: {status} {body}");
+            eprintln!("{url}: {status} {body}");
             ExitCode::FAILURE
         }
         Ok(Err(e)) => {
-            eprintln!("http://{addr}/health: {e}");
+            eprintln!("{url}: {e}");
             ExitCode::FAILURE
         }
         Err(_) => {
-            eprintln!("http://{addr}/health: no answer within {timeout_ms} ms");
+            eprintln!("{url}: no answer within {timeout_ms} ms");
             ExitCode::FAILURE
         }
     }
+}
+
+type ProbeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `GET /health` over one connection: (status, body).
+async fn get_health<I>(io: I, addr: &str) -> Result<(u16, String), ProbeError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get("/health")
+        .header("host", addr)
+        .body(Empty::<Bytes>::new())?;
+    let res = sender.send_request(req).await?;
+    let status = res.status().as_u16();
+    let body = String::from_utf8_lossy(&res.into_body().collect().await?.to_bytes()).to_string();
+    Ok((status, body))
 }
