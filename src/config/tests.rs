@@ -304,3 +304,41 @@ fn example_file_is_valid() {
     assert_eq!(c.apps[0].webhooks.len(), 1);
     assert_eq!(c.apps[0].webhooks[0].headers["Authorization"], "Bearer s");
 }
+
+#[test]
+fn the_readme_toml_snippets_use_real_keys() {
+    let readme = include_str!("../../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 4, "{blocks:?}");
+    let e = |n: &str| match n {
+        "HERALD_APP_SECRET" | "HERALD_WEBHOOK_TOKEN" | "HERALD_DASHBOARD_PASSWORD" => {
+            Some("s".to_string())
+        }
+        _ => None,
+    };
+    let app = "\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n";
+    for block in blocks {
+        // a fragment is checked as part of a file with one app
+        let text = if block.contains("[[apps]]") {
+            block.to_string()
+        } else {
+            format!("{block}{app}")
+        };
+        match Config::from_toml(&text, &e) {
+            Ok(_) => {}
+            // the TLS example names files this machine does not have; nothing else may be wrong
+            Err(err) => {
+                assert_eq!(err.problems.len(), 1, "{block}\n{err}");
+                assert!(
+                    err.problems[0]
+                        .starts_with("[server.tls]: cannot read certificate /etc/herald/tls/"),
+                    "{block}\n{err}"
+                );
+            }
+        }
+    }
+}
