@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use crate::common::*;
-use crate::spawned::BIN;
+use crate::spawned::{Spawned, BIN};
 
 #[test]
 fn check_config_accepts_the_example() {
@@ -272,15 +272,17 @@ async fn json_logs_open_file_limit_and_the_trigger_command() {
         "[metrics]\nenabled = false\n[server]\nport = {port}\ndrain_seconds = 1\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
     );
     std::fs::write(&file, toml).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "--config"])
-        .arg(&file)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut child = Spawned::new(
+        Command::new(BIN)
+            .args(["--log-format", "json", "--config"])
+            .arg(&file)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.child().stderr.take().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -346,8 +348,9 @@ async fn json_logs_open_file_limit_and_the_trigger_command() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("400 "));
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.child().id().to_string()])
         .status();
+    let mut child = child.take();
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap());
     assert_eq!(
         tokio::time::timeout(WAIT, exit)

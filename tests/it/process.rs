@@ -123,14 +123,16 @@ async fn sigterm_drains_gradually_with_4100_then_exits_0() {
         "[metrics]\nenabled = false\n[server]\nport = {port}\ndrain_seconds = 2\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
     );
     std::fs::write(&file, toml).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::new(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let addr = wait_listening(port).await;
     assert_eq!(request(addr, "GET", "/ready", b"", &[]).await.status, 200);
     let mut clients = Vec::new();
@@ -138,7 +140,7 @@ async fn sigterm_drains_gradually_with_4100_then_exits_0() {
         clients.push(connect(addr, "key1").await.0);
     }
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.child().id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -180,6 +182,7 @@ async fn sigterm_drains_gradually_with_4100_then_exits_0() {
         last - first >= std::time::Duration::from_millis(300),
         "closes are spread over the window, not at once: {closes:?}"
     );
+    let mut child = child.take();
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap());
     let code = tokio::time::timeout(WAIT, exit)
         .await
@@ -197,15 +200,18 @@ async fn sighup_reloads_apps_without_dropping_connections() {
         format!("[[apps]]\nid = \"{id}\"\nkey = \"{key}\"\nsecret = \"{secret}\"\n")
     };
     std::fs::write(&file, format!("{head}{}", app("1", "key1", "secret1"))).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut child = Spawned::new(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&file)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.child().stderr.take().unwrap();
     let (tx, mut logs) = tokio::sync::mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -215,6 +221,12 @@ async fn sighup_reloads_apps_without_dropping_connections() {
         }
     });
     wait_log(&mut logs, "herald listening").await;
+    // every listener is logged, here the metrics one being off
+    let metrics = wait_log(&mut logs, "metrics:").await;
+    assert!(
+        metrics.ends_with(" INFO herald::banner: metrics: off"),
+        "{metrics}"
+    );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let (mut kept, _) = connect(addr, "key1").await;
     subscribe_public(&mut kept, "kept").await;
@@ -235,7 +247,7 @@ async fn sighup_reloads_apps_without_dropping_connections() {
         ),
     )
     .unwrap();
-    hup(&child);
+    hup(child.child());
     wait_log(&mut logs, "configuration reloaded").await;
     let body = br#"{"name":"e","channel":"kept","data":"after reload"}"#;
     assert_eq!(
@@ -266,7 +278,7 @@ async fn sighup_reloads_apps_without_dropping_connections() {
         format!("{head}{}{}", app("1", "key1", "x"), app("1", "key9", "y")),
     )
     .unwrap();
-    hup(&child);
+    hup(child.child());
     let line = wait_log(&mut logs, "reload refused").await;
     assert!(line.contains("previous configuration"), "{line}");
     assert_eq!(
@@ -286,13 +298,11 @@ async fn sighup_reloads_apps_without_dropping_connections() {
     assert_eq!(recv(&mut kept).await["data"], "after reload");
     // removing app 1 closes its sockets with 4001
     std::fs::write(&file, format!("{head}{}", app("2", "key2", "secret2"))).unwrap();
-    hup(&child);
+    hup(child.child());
     let (texts, code, _) = expect_close(&mut kept).await;
     assert_eq!(code, 4001);
     expect_error(&texts[0], Some(4001), "Application does not exist");
     expect_refused(addr, "/app/key1?protocol=7", 4001).await;
-    let _ = Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    // the guard kills it
+    drop(child);
 }
