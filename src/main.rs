@@ -172,13 +172,13 @@ pub(crate) fn load(
     host: Option<&str>,
     port: Option<u16>,
 ) -> Result<Config, String> {
-    let mut config =
-        match path {
-            Some(path) => Config::from_file_for(path, parts)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
-            None => Config::development_with_env(&|n| std::env::var(n).ok())
-                .map_err(|e| e.to_string())?,
-        };
+    let mut config = match path {
+        Some(path) => {
+            Config::from_file_for(path, parts).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Config::development_with_env(&|n| std::env::var(n).ok(), parts)
+            .map_err(|e| e.to_string())?,
+    };
     if let Some(h) = host {
         config.server.host = h.to_string();
     }

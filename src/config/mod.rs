@@ -106,15 +106,17 @@ impl Config {
         }
     }
 
-    /// The development app with the `HERALD_*` overrides of `env` applied, checked.
+    /// The development app with the `HERALD_*` overrides of `env` applied, checked (only the
+    /// problems of `parts` count, as for [`Config::from_toml_for`]).
     pub fn development_with_env(
         env: &dyn Fn(&str) -> Option<String>,
+        parts: &[Part],
     ) -> Result<Config, ConfigError> {
         let mut c = Config::development();
         let mut report = Report::default();
         c.apply_env(env, &mut report);
         validate::check(&c, &mut report);
-        let problems = report.problems_of(Part::ALL);
+        let problems = report.problems_of(parts);
         if problems.is_empty() {
             Ok(c)
         } else {

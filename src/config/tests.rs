@@ -227,8 +227,11 @@ fn metrics_port_from_the_environment() {
         Config::from_toml(text, &port("nine")).unwrap_err().problems,
         ["HERALD_METRICS_PORT: \"nine\" is neither a port number nor \"off\""]
     );
-    let dev = Config::development_with_env(&port("off")).unwrap();
+    let dev = Config::development_with_env(&port("off"), Part::ALL).unwrap();
     assert!(!dev.metrics.enabled);
+    // a command that does not serve metrics is not refused for a bad HERALD_METRICS_PORT
+    assert!(Config::development_with_env(&port("nine"), Part::ALL).is_err());
+    assert!(Config::development_with_env(&port("nine"), &[Part::Server, Part::Apps]).is_ok());
 }
 
 #[test]
