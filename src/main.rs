@@ -82,8 +82,10 @@ enum Command {
         #[arg(long)]
         addr: Option<String>,
     },
-    /// Check that a server answers GET /health on its configured address (for container health
-    /// checks): reads the same config file, HERALD_HOST / HERALD_PORT and flags as `serve`.
+    /// Check that a running server answers GET /health (for container health checks).
+    ///
+    /// Asks at the address the same config file, HERALD_HOST / HERALD_PORT and --host / --port
+    /// give `serve`; exit code 0 on a 200, 1 otherwise.
     Health {
         /// Config file the server runs with (without one: the development defaults).
         #[arg(long, short)]
