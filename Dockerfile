@@ -7,7 +7,7 @@ COPY benches ./benches
 RUN cargo build --release --locked --bin herald
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home herald
 COPY --from=build /src/target/release/herald /usr/local/bin/herald
@@ -16,6 +16,8 @@ USER herald
 ENV HERALD_HOST=0.0.0.0
 # 6001: WebSocket and REST; 9601: /metrics (bind it to 0.0.0.0 in the config to scrape it).
 EXPOSE 6001 9601
-HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:6001/health || exit 1
+# `herald health` reads the same config file and HERALD_* environment as the server, so the
+# check follows whatever port [server] (or HERALD_PORT) sets.
+HEALTHCHECK --interval=10s --timeout=5s CMD ["herald", "health", "--config", "/etc/herald/config.toml"]
 ENTRYPOINT ["herald"]
 CMD ["serve", "--config", "/etc/herald/config.toml"]

@@ -1,13 +1,15 @@
-//! The `herald` command line: `serve` (default) and `check-config`.
+//! The `herald` command line: `serve` (default), `check-config`, `trigger` and `health`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use herald::config::Config;
+use herald::config::{Config, Part};
 use herald::Server;
 
+mod banner;
+mod health;
 mod trigger;
 
 #[derive(Parser)]
@@ -37,6 +39,17 @@ struct ServeArgs {
     /// Port to bind (overrides the config and HERALD_PORT).
     #[arg(long)]
     port: Option<u16>,
+    /// Port of the /metrics listener, or `off` (overrides the config and HERALD_METRICS_PORT).
+    #[arg(long, value_name = "PORT|off", value_parser = metrics_port)]
+    metrics_port: Option<MetricsPort>,
+}
+
+/// `--metrics-port`: a port, or `None` for `off`.
+#[derive(Clone, Copy)]
+struct MetricsPort(Option<u16>);
+
+fn metrics_port(value: &str) -> Result<MetricsPort, String> {
+    herald::config::parse_metrics_port(value).map(MetricsPort)
 }
 
 #[derive(Subcommand)]
@@ -68,6 +81,24 @@ enum Command {
         /// Server address (host:port) instead of the config's.
         #[arg(long)]
         addr: Option<String>,
+    },
+    /// Check that a running server answers GET /health (for container health checks).
+    ///
+    /// Asks at the address the same config file, HERALD_HOST / HERALD_PORT and --host / --port
+    /// give `serve`; exit code 0 on a 200, 1 otherwise.
+    Health {
+        /// Config file the server runs with (without one: the development defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Address the server binds (as given to `serve`).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port the server binds (as given to `serve`).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Milliseconds to wait for the answer.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
     },
 }
 
@@ -105,6 +136,12 @@ fn main() -> ExitCode {
             &data,
             addr.as_deref(),
         ),
+        Some(Command::Health {
+            config,
+            host,
+            port,
+            timeout_ms,
+        }) => health::run(config.as_deref(), host, port, timeout_ms),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     }
@@ -129,30 +166,43 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn load(args: &ServeArgs) -> Result<Config, String> {
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        None => {
-            let mut c = Config::development();
-            let mut problems = Vec::new();
-            c.apply_env(&|n| std::env::var(n).ok(), &mut problems);
-            if !problems.is_empty() {
-                return Err(problems.join("\n"));
-            }
-            c
+/// The config file (or the development app), with the environment's overrides and then the
+/// flags' applied; only the problems of `parts` count.
+pub(crate) fn load(
+    path: Option<&std::path::Path>,
+    parts: &[Part],
+    host: Option<&str>,
+    port: Option<u16>,
+) -> Result<Config, String> {
+    let mut config = match path {
+        Some(path) => {
+            Config::from_file_for(path, parts).map_err(|e| format!("{}: {e}", path.display()))?
         }
+        None => Config::development_with_env(&|n| std::env::var(n).ok(), parts)
+            .map_err(|e| e.to_string())?,
     };
-    if let Some(h) = &args.host {
-        config.server.host = h.clone();
+    if let Some(h) = host {
+        config.server.host = h.to_string();
     }
-    if let Some(p) = args.port {
+    if let Some(p) = port {
         config.server.port = p;
     }
     Ok(config)
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let config = match load(&args) {
+    let loaded = load(
+        args.config.as_deref(),
+        Part::ALL,
+        args.host.as_deref(),
+        args.port,
+    );
+    let config = match loaded.map(|mut c| {
+        if let Some(MetricsPort(port)) = args.metrics_port {
+            c.metrics.set_port(port);
+        }
+        c
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -179,15 +229,11 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let addr = server.local_addr();
         if dev {
             tracing::warn!("no --config given: serving the built-in development app; do not use these credentials in production");
-            println!("herald listening on {addr} (development app)");
-            println!("  app_id:  app-id");
-            println!("  key:     app-key");
-            println!("  secret:  app-secret");
+            banner::print_development(&server, &config);
         } else {
-            tracing::info!(%addr, apps = config.apps.len(), "herald listening");
+            banner::log(&server, &config);
         }
         let reloads = args.config.clone().map(|path| reload_on_sighup(&server, path));
         wait_for_signal().await;

@@ -26,7 +26,7 @@ struct Histogram {
 pub struct Metrics {
     /// WebSocket connections accepted (after the handshake checks).
     pub connections_opened: AtomicU64,
-    /// Closed connections by close code (0: closed by the client).
+    /// Closed connections by close code (0: closed by the client; 1006: vanished).
     closed: Mutex<BTreeMap<u16, u64>>,
     /// Text frames received from clients.
     pub messages_in: AtomicU64,
@@ -110,7 +110,7 @@ impl Metrics {
             "WebSocket connections accepted.",
             get(&self.connections_opened),
         );
-        let _ = writeln!(out, "# HELP herald_connections_closed_total Connections closed, by close code (0: by the client).\n# TYPE herald_connections_closed_total counter");
+        let _ = writeln!(out, "# HELP herald_connections_closed_total Connections closed, by close code (0: by the client; 1006: the client vanished without a close frame).\n# TYPE herald_connections_closed_total counter");
         for (code, n) in lock(&self.closed).iter() {
             let _ = writeln!(
                 out,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-use herald::config::Config;
+use herald::config::Part;
 
 /// Loads the app, sends the event and prints the answer; exit code 0 on HTTP 200.
 pub fn run(
@@ -18,15 +18,13 @@ pub fn run(
     data: &str,
     addr: Option<&str>,
 ) -> ExitCode {
-    let config = match config {
-        Some(p) => match Config::from_file(p) {
-            Ok(c) => c,
-            Err(e) => {
-                eprint!("{}: {e}", p.display());
-                return ExitCode::FAILURE;
-            }
-        },
-        None => Config::development(),
+    // Only what this command uses is checked: the server's address and the apps.
+    let config = match crate::load(config, &[Part::Server, Part::Apps], None, None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
     };
     let chosen = match app {
         Some(id) => config.apps.iter().find(|a| a.id == id),
@@ -40,12 +38,7 @@ pub fn run(
         eprintln!("no app {:?} in the configuration", app.unwrap_or_default());
         return ExitCode::FAILURE;
     };
-    let host = if config.server.host == "0.0.0.0" {
-        "127.0.0.1"
-    } else {
-        config.server.host.as_str()
-    };
-    let addr = addr.map_or_else(|| format!("{host}:{}", config.server.port), str::to_string);
+    let addr = addr.map_or_else(|| crate::health::local_addr(&config.server), str::to_string);
     let body = serde_json::json!({"name": event, "channel": channel, "data": data}).to_string();
     let path = format!("/apps/{}/events", app.id);
     let now = std::time::SystemTime::now()

@@ -152,25 +152,34 @@ function installExitHook() {
   }
 }
 
+// The built-in development app (herald without --config).
+const DEVELOPMENT_APP = { id: 'app-id', key: 'app-key', secret: 'app-secret', enabled: true, clientEvents: true };
+
 /**
  * Starts herald with the compat apps. Returns { host, port, apps, httpUrl, stop(), output() }.
  * Options: { apps } to override the app table (e.g. a different secret than the SDKs use, or
- * appsWith(...) for per-app keys); { topLevelToml, extraToml } for more config (see configToml).
+ * appsWith(...) for per-app keys); { topLevelToml, extraToml } for more config (see configToml);
+ * { development: true } for no config file at all (the development app, as `apps.main`);
+ * { configFile, apps, env } to run an existing config file (e.g. config.toml.example) with
+ * extra environment. The metrics listener is always off (tests run in parallel).
  */
 async function startServer(options = {}) {
   const bin = resolveBinary();
-  const apps = options.apps || APPS;
+  const apps = options.development ? { main: DEVELOPMENT_APP } : options.apps || APPS;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-compat-'));
-  const configFile = path.join(dir, 'config.toml');
   tempDirs.add(dir);
-  fs.writeFileSync(configFile, configToml(apps, options));
+  let configFile = options.configFile || null;
+  if (!options.development && !configFile) {
+    configFile = path.join(dir, 'config.toml');
+    fs.writeFileSync(configFile, configToml(apps, options));
+  }
   installExitHook();
 
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     try {
-      const server = await launch(bin, configFile, port, apps, dir);
+      const server = await launch(bin, configFile, port, apps, dir, options.env || {});
       return server;
     } catch (e) {
       lastError = e;
@@ -182,11 +191,13 @@ async function startServer(options = {}) {
   throw lastError;
 }
 
-async function launch(bin, configFile, port, apps, dir) {
+async function launch(bin, configFile, port, apps, dir, env) {
   let output = '';
-  const child = spawn(bin, ['--config', configFile, '--host', HOST, '--port', String(port)], {
+  const config = configFile ? ['--config', configFile] : [];
+  const args = [...config, '--host', HOST, '--port', String(port), '--metrics-port', 'off'];
+  const child = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG || 'warn' },
+    env: { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
   });
   live.add(child);
   const keep = (c) => {
@@ -363,6 +374,7 @@ async function startRedis() {
 
 module.exports = {
   APPS,
+  DEVELOPMENT_APP,
   COMPAT_DIR,
   ENCRYPTION_MASTER_KEY_BASE64,
   HOST,

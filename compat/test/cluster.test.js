@@ -145,3 +145,23 @@ test('sendToUser and terminateUserConnections through node A reach a user signed
   assert.equal(other.pusher.connection.state, 'connected');
   assert.deepEqual(other.userEvents.items, []);
 });
+
+test('presence channels: subscription_count and user_count over both nodes, the same through either (Node and Python)', async () => {
+  const pres = h.uid('presence-both-');
+  const clients = [
+    h.client(nodeA, { name: 'ann on node A', user: { user_id: 'ann' } }),
+    h.client(nodeB, { name: 'ann on node B', user: { user_id: 'ann' } }),
+    h.client(nodeB, { name: 'bob on node B', user: { user_id: 'bob' } }),
+  ];
+  for (const c of clients) await c.subscribe(pres);
+  const want = { occupied: true, user_count: 2, subscription_count: 3 };
+  for (const api of [apiA, apiB]) {
+    assert.deepEqual(await h.json(api.get({ path: `/channels/${pres}`, params: { info: 'user_count,subscription_count' } })), want);
+    assert.deepEqual(await h.json(api.trigger(pres, 'counted', 'x', { info: 'user_count,subscription_count' })), {
+      channels: { [pres]: { user_count: 2, subscription_count: 3 } },
+    });
+  }
+  for (const node of [nodeA, nodeB]) {
+    assert.deepEqual(await h.pythonOk(node, [{ op: 'channel_info', args: [pres, ['user_count', 'subscription_count']] }]), [want]);
+  }
+});

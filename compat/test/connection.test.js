@@ -109,3 +109,25 @@ test('offered sub-protocol pusher-channels-protocol-7 is echoed', async () => {
   assert.equal((await s.next('connection_established')).json.event, 'pusher:connection_established');
   s.close();
 });
+
+test('a message above max_message_bytes: pusher:error without a code (1009 is not a Pusher code), then close 1009', async () => {
+  const s = await h.rawSocket(server, '/app/compat-key-1001?protocol=7');
+  await s.next('connection_established');
+  s.send({ event: 'client-big', channel: 'private-big', data: 'x'.repeat(70 * 1024) });
+  const closed = await s.closed();
+  assert.deepEqual(
+    s.frames.items.slice(1).map((f) => f.json),
+    [{ event: 'pusher:error', data: { code: null, message: 'Message too big' } }],
+  );
+  assert.deepEqual(closed, { code: 1009, reason: 'Message too big' });
+});
+
+test('pusher-js sees the same for a message too big, and reconnects', async () => {
+  const a = h.client(server, { name: 'big' });
+  await a.connected();
+  a.pusher.send_event('client-big', 'x'.repeat(70 * 1024), 'private-big');
+  const err = await a.errors.next('the error before the close');
+  assert.deepEqual(err, { type: 'PusherError', data: { code: null, message: 'Message too big' } });
+  await a.states.find((s) => s.previous === 'connected' && s.current !== 'connected', 'leaving connected');
+  await a.states.find((s) => s.current === 'connected' && s.previous !== 'initialized', 'connected again');
+});

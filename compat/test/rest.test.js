@@ -107,7 +107,8 @@ test('trigger with info returns per-channel counts (Node SDK)', async () => {
     await c.subscribe(pres);
   }
   const body = await h.json(api.trigger([pub, pres], 'counted', 'x', { info: 'subscription_count,user_count' }));
-  assert.deepEqual(body, { channels: { [pub]: { subscription_count: 2 }, [pres]: { user_count: 2 } } });
+  // presence channels answer both: distinct users and subscribed connections
+  assert.deepEqual(body, { channels: { [pub]: { subscription_count: 2 }, [pres]: { user_count: 2, subscription_count: 2 } } });
 });
 
 test('wrong secret: Node rejects with status 401, Python raises PusherBadAuth', async () => {
@@ -147,4 +148,31 @@ test('disabled app: Node rejects with status 403, Python raises PusherForbidden'
   assert.deepEqual(JSON.parse(e.body), { error: 'Application disabled' });
   const [r] = await h.python(server, [{ op: 'trigger', args: ['anything', 'e', 'x'] }], { app: server.apps.disabled });
   assert.deepEqual(r, { ok: false, error: 'PusherForbidden', message: '{"error":"Application disabled"}' });
+});
+
+test('presence channels answer subscription_count next to user_count on every path that takes info (Node and Python)', async () => {
+  const pres = h.uid('presence-both-');
+  // ann on two sockets, bob on one: 2 users, 3 subscriptions
+  const clients = [
+    h.client(server, { name: 'ann 1', user: { user_id: 'ann' } }),
+    h.client(server, { name: 'ann 2', user: { user_id: 'ann' } }),
+    h.client(server, { name: 'bob', user: { user_id: 'bob' } }),
+  ];
+  for (const c of clients) await c.subscribe(pres);
+  const both = { user_count: 2, subscription_count: 3 };
+
+  assert.deepEqual(await get(`/channels/${pres}`, { info: 'user_count,subscription_count' }), { occupied: true, ...both });
+  assert.deepEqual(await get(`/channels/${pres}`, { info: 'subscription_count' }), { occupied: true, subscription_count: 3 });
+  assert.deepEqual(await get('/channels', { filter_by_prefix: pres, info: 'user_count,subscription_count' }), {
+    channels: { [pres]: both },
+  });
+  assert.deepEqual(await h.json(api.trigger(pres, 'counted', 'x', { info: 'user_count,subscription_count' })), {
+    channels: { [pres]: both },
+  });
+
+  const results = await h.pythonOk(server, [
+    { op: 'channel_info', args: [pres, ['user_count', 'subscription_count']] },
+    { op: 'channels_info', kwargs: { prefix_filter: pres, attributes: ['user_count', 'subscription_count'] } },
+  ]);
+  assert.deepEqual(results, [{ occupied: true, ...both }, { channels: { [pres]: both } }]);
 });

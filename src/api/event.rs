@@ -30,7 +30,7 @@ pub struct BatchBody {
 pub struct Info {
     /// `user_count` (presence channels).
     pub user_count: bool,
-    /// `subscription_count` (other channels).
+    /// `subscription_count` (every channel, presence included).
     pub subscription_count: bool,
 }
 

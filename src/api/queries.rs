@@ -67,11 +67,6 @@ pub(super) async fn channel_info(
             "user_count is only available for presence channels".into(),
         ));
     }
-    if info.subscription_count && presence {
-        return Err(ApiError::BadRequest(
-            "subscription_count is not available for presence channels".into(),
-        ));
-    }
     let stats = state.adapter.channel(&app.id, name).await?;
     let mut m = Map::new();
     m.insert("occupied".into(), json!(stats.occupied()));

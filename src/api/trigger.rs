@@ -35,7 +35,7 @@ fn publish(state: &State, app: &App, ev: &event::Event) {
     }
 }
 
-/// The counts asked for by `info` for one channel (attributes that do not apply are left out).
+/// The counts asked for by `info` for one channel (`user_count` only for presence channels).
 async fn counts(
     state: &State,
     app: &App,
@@ -51,7 +51,8 @@ async fn counts(
     if info.user_count && presence {
         m.insert("user_count".into(), json!(stats.user_count));
     }
-    if info.subscription_count && !presence {
+    // Presence channels too (PROTOCOL.md §13 item 4): the number of subscribed connections.
+    if info.subscription_count {
         m.insert("subscription_count".into(), json!(stats.subscription_count));
     }
     Ok(m)

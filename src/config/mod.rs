@@ -1,18 +1,23 @@
 //! The `Config` type: TOML file, `${VAR}` interpolation, `HERALD_*` overrides, validation that
-//! reports every problem at once, and the built-in development app.
+//! reports every problem at once under its table path, and the built-in development app.
 
 mod interpolate;
+mod limits;
+mod read;
+mod reader;
 pub mod types;
+mod validate;
 
+pub use limits::{Limits, LimitsOverride};
+pub use reader::Part;
 pub use types::{
-    AdapterKind, AppConfig, Config, DashboardConfig, Limits, LimitsOverride, MetricsConfig,
-    RedisConfig, ServerConfig, WebhookConfig, WebhookSettings, WEBHOOK_EVENTS,
+    AdapterKind, AppConfig, Config, DashboardConfig, MetricsConfig, RedisConfig, ServerConfig,
+    TlsConfig, WebhookConfig, WebhookSettings, WEBHOOK_EVENTS,
 };
 
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
-use toml::Value;
+use reader::Report;
 
 /// Everything wrong with a config, reported together.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +46,33 @@ fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+impl Part {
+    /// Every part: what `herald serve` and `herald check-config` check.
+    pub const ALL: &'static [Part] = &[
+        Part::File,
+        Part::Server,
+        Part::Limits,
+        Part::Redis,
+        Part::Webhooks,
+        Part::Metrics,
+        Part::Dashboard,
+        Part::Apps,
+    ];
+}
+
 impl Config {
-    /// Reads, interpolates, applies `HERALD_HOST`/`HERALD_PORT` and validates a config file.
+    /// Reads, interpolates, applies the `HERALD_*` overrides and validates a config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        Config::from_file_for(path, Part::ALL)
+    }
+
+    /// Like [`Config::from_file`], but only problems of the given parts count: a command that
+    /// needs `[server]` and `[[apps]]` is not refused for a missing dashboard password.
+    pub fn from_file_for(path: &Path, parts: &[Part]) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             problems: vec![format!("cannot read {}: {e}", path.display())],
         })?;
-        Config::from_toml(&text, &process_env)
+        Config::from_toml_for(&text, &process_env, parts)
     }
 
     /// Parses config text with the given environment lookup (tests pass a map).
@@ -55,73 +80,53 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let mut problems = Vec::new();
-        let mut root: Value = match toml::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                return Err(ConfigError {
-                    problems: vec![format!("invalid TOML: {}", e.message())],
-                })
-            }
-        };
-        interpolate_values(&mut root, env, &mut problems);
-        let Value::Table(mut table) = root else {
-            return Err(ConfigError {
-                problems: vec!["config must be a TOML table".into()],
-            });
-        };
+        Config::from_toml_for(text, env, Part::ALL)
+    }
 
-        let server: ServerConfig = section(table.remove("server"), "[server]", &mut problems);
-        let limits: Limits = section(table.remove("limits"), "[limits]", &mut problems);
-        let adapter: AdapterKind = match table.remove("adapter") {
-            None => AdapterKind::Local,
-            Some(v) => v.try_into().unwrap_or_else(|_| {
-                problems.push("adapter must be \"local\" or \"redis\"".into());
-                AdapterKind::Local
+    /// [`Config::from_toml`] counting only the problems of `parts`.
+    pub fn from_toml_for(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        parts: &[Part],
+    ) -> Result<Config, ConfigError> {
+        let mut report = Report::default();
+        let config = read::config(text, env, &mut report).map(|mut c| {
+            c.apply_env(env, &mut report);
+            validate::check(&c, &mut report);
+            c
+        });
+        let problems = report.problems_of(parts);
+        match config {
+            Some(c) if problems.is_empty() => Ok(c),
+            Some(_) => Err(ConfigError { problems }),
+            // Not TOML: nothing else could be read, so this is reported whatever the parts.
+            None => Err(ConfigError {
+                problems: report.problems_of(&[Part::File]),
             }),
-        };
-        let redis: RedisConfig = section(table.remove("redis"), "[redis]", &mut problems);
-        let webhooks: WebhookSettings =
-            section(table.remove("webhooks"), "[webhooks]", &mut problems);
-        let metrics: MetricsConfig = section(table.remove("metrics"), "[metrics]", &mut problems);
-        let dashboard: DashboardConfig =
-            section(table.remove("dashboard"), "[dashboard]", &mut problems);
-        let mut apps = Vec::new();
-        match table.remove("apps") {
-            None => {}
-            Some(Value::Array(items)) => {
-                for (i, item) in items.into_iter().enumerate() {
-                    match item.try_into::<AppConfig>() {
-                        Ok(app) => apps.push(app),
-                        Err(e) => problems.push(format!("[[apps]] #{}: {}", i + 1, e.message())),
-                    }
-                }
-            }
-            Some(_) => problems.push("'apps' must be an array of tables ([[apps]])".into()),
         }
-        for key in table.keys() {
-            problems.push(format!("unknown top-level key '{key}'"));
-        }
-        let mut config = Config {
-            server,
-            adapter,
-            redis,
-            webhooks,
-            metrics,
-            dashboard,
-            limits,
-            apps,
-        };
-        config.apply_env(env, &mut problems);
-        config.validate_into(&mut problems);
+    }
+
+    /// The development app with the `HERALD_*` overrides of `env` applied, checked (only the
+    /// problems of `parts` count, as for [`Config::from_toml_for`]).
+    pub fn development_with_env(
+        env: &dyn Fn(&str) -> Option<String>,
+        parts: &[Part],
+    ) -> Result<Config, ConfigError> {
+        let mut c = Config::development();
+        let mut report = Report::default();
+        c.apply_env(env, &mut report);
+        validate::check(&c, &mut report);
+        let problems = report.problems_of(parts);
         if problems.is_empty() {
-            Ok(config)
+            Ok(c)
         } else {
             Err(ConfigError { problems })
         }
     }
 
-    /// The development default: one app with well-known credentials on 127.0.0.1:6001.
+    /// The development default: one app with well-known credentials on 127.0.0.1:6001 and every
+    /// optional feature on (client events, subscription counts, watchlist events), since it
+    /// exists to try things.
     pub fn development() -> Config {
         Config {
             server: ServerConfig::default(),
@@ -138,8 +143,8 @@ impl Config {
                 enabled: true,
                 enable_client_messages: true,
                 max_connections: None,
-                enable_subscription_count: false,
-                enable_watchlist_events: false,
+                enable_subscription_count: true,
+                enable_watchlist_events: true,
                 signin_timeout: None,
                 max_requests_per_second: None,
                 webhooks: Vec::new(),
@@ -148,140 +153,64 @@ impl Config {
         }
     }
 
-    /// Applies `HERALD_HOST` / `HERALD_PORT`.
-    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
+    /// Applies `HERALD_HOST`, `HERALD_PORT` and `HERALD_METRICS_PORT` (a port, or `off`).
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>, report: &mut Report) {
         if let Some(host) = env("HERALD_HOST").filter(|h| !h.is_empty()) {
             self.server.host = host;
         }
         if let Some(port) = env("HERALD_PORT").filter(|p| !p.is_empty()) {
             match port.parse() {
                 Ok(p) => self.server.port = p,
-                Err(_) => problems.push(format!("HERALD_PORT={port:?} is not a port number")),
+                Err(_) => report.table(
+                    Part::Server,
+                    "",
+                    format!("HERALD_PORT={port:?} is not a port number"),
+                ),
+            }
+        }
+        if let Some(v) = env("HERALD_METRICS_PORT").filter(|p| !p.is_empty()) {
+            match parse_metrics_port(&v) {
+                Ok(port) => self.metrics.set_port(port),
+                Err(e) => report.table(Part::Metrics, "", format!("HERALD_METRICS_PORT: {e}")),
             }
         }
     }
 
     /// Checks the whole config; `Err` lists every problem.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
-        self.validate_into(&mut problems);
+        let mut report = Report::default();
+        validate::check(self, &mut report);
+        let problems = report.problems_of(Part::ALL);
         if problems.is_empty() {
             Ok(())
         } else {
             Err(ConfigError { problems })
         }
     }
-
-    fn validate_into(&self, problems: &mut Vec<String>) {
-        self.server.validate_into(problems);
-        if self.dashboard.enabled && self.dashboard.password.is_empty() {
-            problems.push("[dashboard] password must be set when the dashboard is enabled".into());
-        }
-        if self.adapter == AdapterKind::Redis {
-            self.redis.validate_into(problems);
-        }
-        self.limits.validate_into("[limits]", problems);
-        if self.apps.is_empty() {
-            problems.push("no [[apps]] configured".into());
-        }
-        let mut ids = std::collections::HashSet::new();
-        let mut keys = std::collections::HashSet::new();
-        for (i, app) in self.apps.iter().enumerate() {
-            let at = format!("[[apps]] #{} (id {:?})", i + 1, app.id);
-            if app.id.is_empty()
-                || !app
-                    .id
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-            {
-                problems.push(format!(
-                    "{at}: id must be non-empty and use only A-Z, a-z, 0-9, '-', '_'"
-                ));
-            }
-            if app.key.is_empty()
-                || app
-                    .key
-                    .contains(|c: char| c == '/' || c == '?' || c == ':' || c.is_whitespace())
-            {
-                problems.push(format!(
-                    "{at}: key must be non-empty without '/', '?', ':' or spaces"
-                ));
-            }
-            if app.secret.is_empty() {
-                problems.push(format!("{at}: secret must not be empty"));
-            }
-            if !ids.insert(app.id.as_str()) {
-                problems.push(format!("{at}: duplicate app id"));
-            }
-            if !keys.insert(app.key.as_str()) {
-                problems.push(format!("{at}: duplicate app key"));
-            }
-            for (j, w) in app.webhooks.iter().enumerate() {
-                let wat = format!("{at} webhook #{}", j + 1);
-                let scheme_ok = w.url.starts_with("http://") || w.url.starts_with("https://");
-                if !scheme_ok || w.url.parse::<hyper::Uri>().is_err() {
-                    problems.push(format!("{wat}: url must be an http:// or https:// URL"));
-                }
-                for e in &w.events {
-                    if !WEBHOOK_EVENTS.contains(&e.as_str()) {
-                        problems.push(format!(
-                            "{wat}: unknown event type {e:?} (one of {})",
-                            WEBHOOK_EVENTS.join(", ")
-                        ));
-                    }
-                }
-                if w.batch_max == 0 {
-                    problems.push(format!("{wat}: batch_max must be greater than 0"));
-                }
-                for (k, v) in &w.headers {
-                    let valid = k.parse::<hyper::header::HeaderName>().is_ok()
-                        && hyper::header::HeaderValue::from_str(v).is_ok();
-                    if !valid {
-                        problems.push(format!("{wat}: invalid header {k:?}"));
-                    }
-                }
-            }
-            if app.max_requests_per_second == Some(0) {
-                problems.push(format!("{at}: max_requests_per_second must be at least 1"));
-            }
-            if app.signin_timeout == Some(0) {
-                problems.push(format!("{at}: signin_timeout must be at least 1 second"));
-            }
-            self.limits
-                .merged(&app.limits)
-                .validate_into(&format!("{at} limits"), problems);
-        }
-    }
 }
 
-fn section<T: DeserializeOwned + Default>(
-    value: Option<Value>,
-    name: &str,
-    problems: &mut Vec<String>,
-) -> T {
-    match value {
-        None => T::default(),
-        Some(v) => v.try_into().unwrap_or_else(|e: toml::de::Error| {
-            problems.push(format!("{name}: {}", e.message()));
-            T::default()
-        }),
+/// Parses a metrics port setting (`--metrics-port`, `HERALD_METRICS_PORT`): a port number, or
+/// `off` (`None`) for no metrics listener.
+pub fn parse_metrics_port(value: &str) -> Result<Option<u16>, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
     }
+    value
+        .parse::<u16>()
+        .map(Some)
+        .map_err(|_| format!("{value:?} is neither a port number nor \"off\""))
 }
 
-fn interpolate_values(
-    v: &mut Value,
-    env: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
-) {
-    match v {
-        Value::String(s) => *s = interpolate::interpolate(s, env, problems),
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|i| interpolate_values(i, env, problems)),
-        Value::Table(t) => t
-            .iter_mut()
-            .for_each(|(_, i)| interpolate_values(i, env, problems)),
-        _ => {}
+impl MetricsConfig {
+    /// Serves metrics on `port`, or not at all with `None`.
+    pub fn set_port(&mut self, port: Option<u16>) {
+        match port {
+            Some(p) => {
+                self.enabled = true;
+                self.port = p;
+            }
+            None => self.enabled = false,
+        }
     }
 }
 

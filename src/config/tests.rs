@@ -50,6 +50,10 @@ fn full_file_parses() {
     assert!(c.apps[1].enabled != c.apps[0].enabled);
 }
 
+fn problems(text: &str) -> Vec<String> {
+    Config::from_toml(text, &env).unwrap_err().problems
+}
+
 #[test]
 fn every_problem_is_reported_at_once() {
     let text = r#"
@@ -68,19 +72,166 @@ fn every_problem_is_reported_at_once() {
         [[apps]]
         id = "3"
     "#;
-    let err = Config::from_toml(text, &env).unwrap_err();
-    let all = err.problems.join("\n");
-    for needle in [
-        "NOPE is not set",
-        "unknown top-level key 'bogus'",
-        "[server]",
-        "[[apps]] #3",
-        "duplicate app id",
-        "duplicate app key",
-        "secret must not be empty",
-    ] {
-        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-    }
+    assert_eq!(
+        problems(text),
+        [
+            "[server]: unknown key 'prot'",
+            "[[apps]] #1 secret: environment variable NOPE is not set",
+            "[[apps]] #3: missing key 'key'",
+            "[[apps]] #3: missing key 'secret'",
+            "unknown top-level key 'bogus'",
+            "[server] activity_timeout: must be at least 1 second",
+            "[[apps]] #2 id: \"1\" is already used by [[apps]] #1",
+            "[[apps]] #2 key: \"k\" is already used by [[apps]] #1",
+        ]
+    );
+}
+
+#[test]
+fn a_type_error_does_not_hide_the_rest_of_its_table() {
+    let text = r#"
+        [server]
+        port = "sixty"
+        activity_timeout = 0
+        colour = "blue"
+        [limits]
+        max_batch_events = -1
+        max_event_name_len = 0
+        [[apps]]
+        id = "1"
+        key = "k"
+        secret = "s"
+        enabled = "yes"
+        max_connections = 0
+    "#;
+    assert_eq!(
+        problems(text),
+        [
+            "[server] port: invalid type: string \"sixty\", expected u16",
+            "[server]: unknown key 'colour'",
+            "[limits] max_batch_events: invalid value: integer `-1`, expected usize",
+            "[[apps]] #1 enabled: invalid type: string \"yes\", expected a boolean",
+            "[server] activity_timeout: must be at least 1 second",
+            "[limits] max_event_name_len: must be greater than 0",
+        ]
+    );
+}
+
+#[test]
+fn nested_tables_are_reported_under_their_own_path() {
+    let text = r#"
+        [server.tls]
+        cert = "/etc/herald/cert.pem"
+        certificate = "/etc/herald/cert.pem"
+        [[apps]]
+        id = "1"
+        key = "k"
+        secret = "s"
+        [apps.limits]
+        max_message_bytes = 1
+        max_presence_members = 0
+        [[apps.webhooks]]
+        url = "https://backend.example.com/hooks"
+        [[apps.webhooks]]
+        urll = "https://backend.example.com/hooks"
+        events = ["channel_occupied", "nope"]
+        [apps.webhooks.headers]
+        "bad header" = "x"
+        [[apps]]
+        id = "2"
+        key = "k2"
+        secret = "s2"
+        [[apps.webhooks]]
+        url = "ftp://backend.example.com"
+        batch_max = 0
+    "#;
+    assert_eq!(
+        problems(text),
+        [
+            "[server.tls]: missing key 'key'",
+            "[server.tls]: unknown key 'certificate'",
+            "[[apps]] #1 [apps.limits] max_message_bytes: is node-wide: set it in [limits]",
+            "[[apps]] #1 [[apps.webhooks]] #2: missing key 'url'",
+            "[[apps]] #1 [[apps.webhooks]] #2: unknown key 'urll'",
+            "[[apps]] #1 [[apps.webhooks]] #2 events: unknown event type \"nope\" (one of channel_occupied, channel_vacated, member_added, member_removed, client_event, cache_miss, subscription_count)",
+            "[[apps]] #1 [[apps.webhooks]] #2 headers: invalid header \"bad header\"",
+            "[[apps]] #1 [apps.limits] max_presence_members: must be greater than 0",
+            "[[apps]] #2 [[apps.webhooks]] #1 url: must be an http:// or https:// URL",
+            "[[apps]] #2 [[apps.webhooks]] #1 batch_max: must be greater than 0",
+        ]
+    );
+}
+
+#[test]
+fn global_limit_problems_are_not_repeated_for_every_app() {
+    let text = r#"
+        [limits]
+        max_batch_events = 0
+        [[apps]]
+        id = "1"
+        key = "k"
+        secret = "s"
+        [apps.limits]
+        client_events_per_second = 5
+    "#;
+    assert_eq!(
+        problems(text),
+        ["[limits] max_batch_events: must be greater than 0"]
+    );
+}
+
+#[test]
+fn a_command_checks_only_the_parts_it_uses() {
+    let text = r#"
+        [server]
+        port = 7000
+        [dashboard]
+        enabled = true
+        password = "${HERALD_DASHBOARD_PASSWORD:?set the dashboard password}"
+        [metrics]
+        port = "x"
+        [[apps]]
+        id = "1"
+        key = "k"
+        secret = "s"
+    "#;
+    let all = Config::from_toml(text, &env).unwrap_err().problems;
+    assert_eq!(
+        all,
+        [
+            "[metrics] port: invalid type: string \"x\", expected u16",
+            "[dashboard] password: environment variable HERALD_DASHBOARD_PASSWORD is not set: set the dashboard password",
+        ]
+    );
+    let c = Config::from_toml_for(text, &env, &[Part::Server, Part::Apps]).unwrap();
+    assert_eq!((c.server.port, c.apps[0].id.as_str()), (7000, "1"));
+    let broken_app = text.replace("secret = \"s\"", "");
+    assert_eq!(
+        Config::from_toml_for(&broken_app, &env, &[Part::Server, Part::Apps])
+            .unwrap_err()
+            .problems,
+        ["[[apps]] #1: missing key 'secret'"]
+    );
+    assert!(Config::from_toml_for(&broken_app, &env, &[Part::Server]).is_ok());
+}
+
+#[test]
+fn metrics_port_from_the_environment() {
+    let text = "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n";
+    let port = |v: &'static str| move |n: &str| (n == "HERALD_METRICS_PORT").then(|| v.to_string());
+    let c = Config::from_toml(text, &port("9700")).unwrap();
+    assert_eq!((c.metrics.enabled, c.metrics.port), (true, 9700));
+    let c = Config::from_toml(text, &port("off")).unwrap();
+    assert!(!c.metrics.enabled);
+    assert_eq!(
+        Config::from_toml(text, &port("nine")).unwrap_err().problems,
+        ["HERALD_METRICS_PORT: \"nine\" is neither a port number nor \"off\""]
+    );
+    let dev = Config::development_with_env(&port("off"), Part::ALL).unwrap();
+    assert!(!dev.metrics.enabled);
+    // a command that does not serve metrics is not refused for a bad HERALD_METRICS_PORT
+    assert!(Config::development_with_env(&port("nine"), Part::ALL).is_err());
+    assert!(Config::development_with_env(&port("nine"), &[Part::Server, Part::Apps]).is_ok());
 }
 
 #[test]
@@ -94,12 +245,17 @@ fn env_overrides_host_and_port() {
     let c = Config::from_toml(text, &e).unwrap();
     assert_eq!((c.server.host.as_str(), c.server.port), ("0.0.0.0", 7777));
     let bad = |n: &str| (n == "HERALD_PORT").then(|| "x".to_string());
-    assert!(Config::from_toml(text, &bad).unwrap_err().problems[0].contains("HERALD_PORT"));
+    assert_eq!(
+        Config::from_toml(text, &bad).unwrap_err().problems,
+        ["HERALD_PORT=\"x\" is not a port number"]
+    );
 }
 
 #[test]
 fn invalid_toml_and_no_apps() {
-    assert!(Config::from_toml("[server", &env).unwrap_err().problems[0].starts_with("invalid TOML"));
+    let not_toml = Config::from_toml("[server", &env).unwrap_err().problems;
+    assert_eq!(not_toml.len(), 1);
+    assert!(not_toml[0].starts_with("invalid TOML"), "{not_toml:?}");
     assert_eq!(
         Config::from_toml("", &env).unwrap_err().problems,
         vec!["no [[apps]] configured"]
@@ -116,6 +272,11 @@ fn development_default_is_valid_and_debug_hides_secret() {
     );
     assert_eq!((c.server.host.as_str(), c.server.port), ("127.0.0.1", 6001));
     assert!(!format!("{c:?}").contains("app-secret"));
+    // the development app exists to try things: every optional feature is on
+    let app = &c.apps[0];
+    assert!(
+        app.enable_client_messages && app.enable_subscription_count && app.enable_watchlist_events
+    );
 }
 
 #[test]
@@ -125,5 +286,62 @@ fn example_file_is_valid() {
         "HERALD_APP_SECRET" => Some("s".to_string()),
         _ => None,
     };
-    Config::from_toml(text, &e).unwrap();
+    let c = Config::from_toml(text, &e).unwrap();
+    // run as is, it must not send signed requests to a stranger's host
+    assert!(c.apps.iter().all(|a| a.webhooks.is_empty()));
+    // every commented-out receiver key is a real one: uncommented, the file is still valid
+    let uncommented = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# [[apps.webhooks]]"))
+        .take_while(|l| l.starts_with('#'))
+        .filter(|l| !l.starts_with("# #"))
+        .map(|l| l.trim_start_matches("# "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let with_receiver = text.replacen("[webhooks]", &format!("{uncommented}\n\n[webhooks]"), 1);
+    let e2 = |n: &str| match n {
+        "HERALD_APP_SECRET" | "HERALD_WEBHOOK_TOKEN" => Some("s".to_string()),
+        _ => None,
+    };
+    let c = Config::from_toml(&with_receiver, &e2).unwrap();
+    assert_eq!(c.apps[0].webhooks.len(), 1);
+    assert_eq!(c.apps[0].webhooks[0].headers["Authorization"], "Bearer s");
+}
+
+#[test]
+fn the_readme_toml_snippets_use_real_keys() {
+    let readme = include_str!("../../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 4, "{blocks:?}");
+    let e = |n: &str| match n {
+        "HERALD_APP_SECRET" | "HERALD_WEBHOOK_TOKEN" | "HERALD_DASHBOARD_PASSWORD" => {
+            Some("s".to_string())
+        }
+        _ => None,
+    };
+    let app = "\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n";
+    for block in blocks {
+        // a fragment is checked as part of a file with one app
+        let text = if block.contains("[[apps]]") {
+            block.to_string()
+        } else {
+            format!("{block}{app}")
+        };
+        match Config::from_toml(&text, &e) {
+            Ok(_) => {}
+            // the TLS example names files this machine does not have; nothing else may be wrong
+            Err(err) => {
+                assert_eq!(err.problems.len(), 1, "{block}\n{err}");
+                assert!(
+                    err.problems[0]
+                        .starts_with("[server.tls]: cannot read certificate /etc/herald/tls/"),
+                    "{block}\n{err}"
+                );
+            }
+        }
+    }
 }

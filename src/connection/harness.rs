@@ -86,7 +86,12 @@ mod tests {
         let out = h.written();
         assert_eq!(out[0], r#"{"event":"pusher:pong","data":"{}"}"#);
         assert!(out[1].contains("subscription_succeeded"));
-        assert!(out[2].contains("pusher:error"));
+        // the development app counts subscriptions
+        assert_eq!(
+            out[2],
+            r#"{"event":"pusher_internal:subscription_count","channel":"a","data":"{\"subscription_count\":1}"}"#
+        );
+        assert!(out[3].contains("pusher:error"));
         h.close().await;
     }
 }

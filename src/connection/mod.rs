@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError as WsProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -20,7 +21,7 @@ use std::sync::atomic::Ordering;
 use crate::app::App;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::protocol::codes::{check_protocol, CloseReason};
+use crate::protocol::codes::{check_protocol, pusher_error_code, CloseReason};
 use crate::protocol::outbound;
 use crate::state::State;
 use session::Session;
@@ -101,10 +102,11 @@ where
         state.metrics.evictions.fetch_add(1, Ordering::Relaxed);
     }
     match reason {
-        Some(r) => {
+        Some(r) if r.sends_close_frame() => {
             tracing::debug!(app = %app.id, socket_id = %id, code = r.code(), "closing connection");
             Box::pin(close(&mut ws, r.code(), r.message())).await;
         }
+        Some(_) => tracing::debug!(app = %app.id, socket_id = %id, "connection lost"),
         None => tracing::debug!(app = %app.id, socket_id = %id, "connection closed by client"),
     }
     app_hub.remove_connection();
@@ -131,7 +133,7 @@ fn admit(state: &State, up: &Upgrade) -> Result<Arc<App>, CloseReason> {
     Ok(app)
 }
 
-/// The connection loop; returns the close code and message, or `None` if the client went away.
+/// The connection loop; returns why it ended, or `None` if the client closed it.
 async fn run<S>(
     ws: &mut WebSocketStream<S>,
     state: &State,
@@ -203,6 +205,10 @@ where
                         tracing::debug!(socket_id = %outbox.id, error = %e, "text frame is not UTF-8");
                         return Some(CloseReason::InvalidUtf8);
                     }
+                    Some(Err(e @ (WsError::Io(_) | WsError::Protocol(WsProtocolError::ResetWithoutClosingHandshake)))) => {
+                        tracing::debug!(socket_id = %outbox.id, error = %e, "client vanished");
+                        return Some(CloseReason::Abnormal);
+                    }
                     Some(Err(WsError::Protocol(e))) => {
                         tracing::debug!(socket_id = %outbox.id, error = %e, "WebSocket protocol error");
                         return Some(CloseReason::ProtocolViolation);
@@ -266,7 +272,11 @@ where
             tracing::warn!(socket_id = %outbox.id, "write stalled; evicting");
             Err(Some(CloseReason::SlowConsumer))
         }
-        r = write => r.map_err(|_| None),
+        r = write => r.map_err(|e| match e {
+            // The peer vanished under a write (reset, broken pipe).
+            WsError::Io(_) => Some(CloseReason::Abnormal),
+            _ => None,
+        }),
     }
 }
 
@@ -322,8 +332,8 @@ where
     ws.flush().await
 }
 
-/// Sends `pusher:error` with the code, then a close frame with the same code, and waits
-/// (bounded) for the client's close reply.
+/// Sends `pusher:error` (with the code when it is a Pusher code), then a close frame with the
+/// code, and waits (bounded) for the client's close reply.
 pub async fn close<S>(ws: &mut WebSocketStream<S>, code: u16, message: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -331,7 +341,7 @@ where
     let closing = async {
         let _ = ws
             .send(Message::Text(
-                outbound::error(Some(code), message, None).into(),
+                outbound::error(pusher_error_code(code), message, None).into(),
             ))
             .await;
         let frame = CloseFrame {

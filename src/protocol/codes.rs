@@ -1,6 +1,7 @@
 //! Pusher close and error codes (PROTOCOL.md §1.6) and the connection-fatal reasons that use them.
 
-/// A reason to close a connection, always preceded by a `pusher:error` with the same code.
+/// A reason a connection ended. Except for [`CloseReason::Abnormal`], the server closes with
+/// this code, preceded by a `pusher:error` (see [`pusher_error_code`] for its code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// 4001: no app with this key.
@@ -36,6 +37,9 @@ pub enum CloseReason {
     InvalidUtf8,
     /// 1002: a frame that breaks RFC 6455 (e.g. unmasked from a client).
     ProtocolViolation,
+    /// 1006: the client vanished without a closing handshake (TCP reset or end of stream).
+    /// Recorded only: no close frame can be sent, and RFC 6455 forbids sending 1006.
+    Abnormal,
 }
 
 impl CloseReason {
@@ -55,6 +59,7 @@ impl CloseReason {
             CloseReason::MessageTooBig => MESSAGE_TOO_BIG,
             CloseReason::InvalidUtf8 => INVALID_PAYLOAD,
             CloseReason::ProtocolViolation => PROTOCOL_ERROR,
+            CloseReason::Abnormal => ABNORMAL_CLOSURE,
         }
     }
 
@@ -77,8 +82,21 @@ impl CloseReason {
             CloseReason::MessageTooBig => "Message too big",
             CloseReason::InvalidUtf8 => "Invalid UTF-8 in a text frame",
             CloseReason::ProtocolViolation => "WebSocket protocol error",
+            CloseReason::Abnormal => "Connection lost without a closing handshake",
         }
     }
+
+    /// Whether a close frame (and its `pusher:error`) is sent: not when the peer is gone.
+    pub fn sends_close_frame(self) -> bool {
+        self != CloseReason::Abnormal
+    }
+}
+
+/// The `code` of the `pusher:error` sent before closing with `close_code`. `pusher:error` codes
+/// are Pusher's 4000–4999 range (PROTOCOL.md §2.5), so a Pusher close code is repeated and a
+/// WebSocket close code (1002, 1007, 1009) gives `null`, as Pusher does for errors without a code.
+pub fn pusher_error_code(close_code: u16) -> Option<u16> {
+    (4000..=4999).contains(&close_code).then_some(close_code)
 }
 
 /// Close code for an inbound message above the size limit (WebSocket "message too big").
@@ -87,6 +105,8 @@ pub const MESSAGE_TOO_BIG: u16 = 1009;
 pub const INVALID_PAYLOAD: u16 = 1007;
 /// Close code for a frame that breaks RFC 6455 (e.g. unmasked from a client).
 pub const PROTOCOL_ERROR: u16 = 1002;
+/// Close code recorded (never sent) when the peer went away without a closing handshake.
+pub const ABNORMAL_CLOSURE: u16 = 1006;
 /// `pusher:error` code for a client event dropped by the rate limit (never a close code).
 pub const CLIENT_EVENT_RATE_LIMIT: u16 = 4301;
 /// `pusher:error` code for a watchlist above the limit (never a close code).
@@ -132,6 +152,24 @@ mod tests {
             Err(CloseReason::UnsupportedProtocol)
         );
         assert_eq!(check_protocol(None), Err(CloseReason::NoProtocol));
+    }
+
+    #[test]
+    fn pusher_errors_carry_only_pusher_codes() {
+        assert_eq!(pusher_error_code(4001), Some(4001));
+        assert_eq!(pusher_error_code(4100), Some(4100));
+        assert_eq!(pusher_error_code(4201), Some(4201));
+        for websocket in [
+            MESSAGE_TOO_BIG,
+            INVALID_PAYLOAD,
+            PROTOCOL_ERROR,
+            ABNORMAL_CLOSURE,
+        ] {
+            assert_eq!(pusher_error_code(websocket), None, "{websocket}");
+        }
+        assert!(!CloseReason::Abnormal.sends_close_frame());
+        assert!(CloseReason::ProtocolViolation.sends_close_frame());
+        assert_eq!(CloseReason::Abnormal.code(), 1006);
     }
 
     #[test]

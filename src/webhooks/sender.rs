@@ -1,6 +1,8 @@
 //! One receiver's delivery worker: batching, signing, sending, and retrying with exponential
 //! backoff and jitter until the retry window closes. Deliveries to one receiver keep their order.
 
+mod failure_log;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +20,7 @@ use tokio::time::Instant;
 use super::body;
 use super::Stats;
 use crate::config::{WebhookConfig, WebhookSettings};
+use failure_log::FailureLog;
 
 /// The HTTP(S) client shared by every receiver.
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -69,6 +72,7 @@ pub async fn run(
     let max = target.config.batch_max.max(1);
     let window = Duration::from_millis(target.config.batch_ms);
     let mut batch = Vec::with_capacity(max.min(64));
+    let mut failures = FailureLog::default();
     loop {
         let first = tokio::select! {
             v = rx.recv() => match v { Some(v) => v, None => return },
@@ -87,7 +91,16 @@ pub async fn run(
         let payload = body::body(now_ms(), &batch);
         let events = batch.len();
         batch.clear();
-        if !deliver(&target, &client, &stats, payload, &mut shutdown).await {
+        if !deliver(
+            &target,
+            &client,
+            &stats,
+            payload,
+            &mut failures,
+            &mut shutdown,
+        )
+        .await
+        {
             stats.given_up.fetch_add(events as u64, Ordering::Relaxed);
         }
     }
@@ -99,8 +112,10 @@ async fn deliver(
     client: &HttpClient,
     stats: &Stats,
     payload: String,
+    failures: &mut FailureLog,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
+    let receiver = failure_log::redacted(&target.config.url);
     let signature = body::signature(&target.secret, &payload);
     let payload = Bytes::from(payload);
     let started = Instant::now();
@@ -123,7 +138,7 @@ async fn deliver(
                         Err(format!("HTTP {status}"))
                     }
                 }
-                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Err(e)) => Err(failure_log::with_causes(&e)),
                 Err(_) => Err("timed out".to_string()),
             },
             None => Err("invalid request".to_string()),
@@ -132,22 +147,30 @@ async fn deliver(
             Ok(()) => {
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
                 target.dashboard.emit(&target.app, "webhook_sent", |e| {
-                    e.detail = Some(target.config.url.clone())
+                    e.detail = Some(receiver.clone())
                 });
                 return true;
             }
             Err(why) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 target.dashboard.emit(&target.app, "webhook_failed", |e| {
-                    e.detail = Some(format!("{}: {why}", target.config.url))
+                    e.detail = Some(format!("{receiver}: {why}"))
                 });
                 let jitter = 0.5 + rand::random::<f64>();
                 let wait = backoff.mul_f64(jitter);
                 if started.elapsed() + wait > window {
-                    tracing::warn!(url = %target.config.url, attempts = attempt, reason = %why, "webhook dropped after the retry window");
+                    tracing::warn!(app = %target.app, receiver = %receiver, attempts = attempt, reason = %why, "webhook dropped after the retry window");
                     return false;
                 }
-                tracing::debug!(url = %target.config.url, attempt, reason = %why, "webhook failed; retrying");
+                // Never the secret, signature, headers or the URL's credentials and query.
+                match failures.record(Instant::now()) {
+                    Some(held_back) => {
+                        tracing::warn!(app = %target.app, receiver = %receiver, attempt, reason = %why, held_back, "webhook delivery failed; retrying (at most one line per receiver per minute)")
+                    }
+                    None => {
+                        tracing::debug!(app = %target.app, receiver = %receiver, attempt, reason = %why, "webhook delivery failed; retrying")
+                    }
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = crate::state::shutdown_started(shutdown) => return false,

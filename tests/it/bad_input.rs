@@ -11,6 +11,15 @@ async fn bystander(t: &TestServer) -> Ws {
     ws
 }
 
+/// Reads a raw socket to its close frame: the `pusher:error` before it and the close code. A
+/// WebSocket close code is not a Pusher error code, so that error's code is null.
+async fn websocket_close(s: &mut tokio::net::TcpStream) -> (serde_json::Value, u16) {
+    let (op, text) = raw_frame(s).await;
+    assert_eq!(op, 1, "a text frame first");
+    let error: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    (error, raw_close_code(s).await)
+}
+
 async fn still_served(t: &TestServer, ws: &mut Ws, n: usize) {
     let data = format!("still here {n}");
     assert_eq!(
@@ -33,13 +42,17 @@ async fn websocket_frames_that_break_the_rules() {
     let mut s = raw_connect(t.addr, "/app/key1?protocol=7").await;
     raw_frame(&mut s).await;
     raw_send_frame(&mut s, 1, &[0x7b, 0xff, 0xfe, 0x7d], true).await;
-    assert_eq!(raw_close_code(&mut s).await, 1007);
+    let (error, code) = websocket_close(&mut s).await;
+    assert_eq!(code, 1007);
+    expect_error(&error, None, "UTF-8");
     still_served(&t, &mut ok, 1).await;
     // an unmasked client frame: 1002
     let mut s = raw_connect(t.addr, "/app/key1?protocol=7").await;
     raw_frame(&mut s).await;
     raw_send_frame(&mut s, 1, br#"{"event":"pusher:ping"}"#, false).await;
-    assert_eq!(raw_close_code(&mut s).await, 1002);
+    let (error, code) = websocket_close(&mut s).await;
+    assert_eq!(code, 1002);
+    expect_error(&error, None, "protocol error");
     still_served(&t, &mut ok, 2).await;
     // exactly at the limit is fine, one byte over is 1009
     let limit = herald::config::Limits::default().max_message_bytes;
@@ -56,7 +69,9 @@ async fn websocket_frames_that_break_the_rules() {
     let mut s = raw_connect(t.addr, "/app/key1?protocol=7").await;
     raw_frame(&mut s).await;
     raw_send_frame(&mut s, 1, pad(limit + 1).as_bytes(), true).await;
-    assert_eq!(raw_close_code(&mut s).await, 1009);
+    let (error, code) = websocket_close(&mut s).await;
+    assert_eq!(code, 1009);
+    expect_error(&error, None, "too big");
     still_served(&t, &mut ok, 3).await;
 }
 

@@ -1,11 +1,10 @@
-//! The `herald` binary: development defaults, signals, and `check-config`.
+//! The `herald` subcommands that read a config: `check-config`, `trigger` and `health`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use crate::common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
+use crate::spawned::{Spawned, BIN};
 
 #[test]
 fn check_config_accepts_the_example() {
@@ -27,28 +26,57 @@ fn check_config_accepts_the_example() {
 
 #[test]
 fn check_config_reports_every_problem_and_exits_1() {
-    let file = write_config("bad.toml", "");
-    std::fs::write(
-        &file,
-        "[server]\nactivity_timeout = 0\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"${HERALD_TEST_UNSET_VAR}\"\n[[apps]]\nid = \"1\"\nkey = \"k2\"\nsecret = \"s\"\n",
-    )
-    .unwrap();
+    let file = write_config(
+        "bad.toml",
+        r#"[server]
+port = "sixty"
+activity_timeout = 0
+colour = "blue"
+
+[server.tls]
+cert = "/etc/herald/tls/cert.pem"
+kee = "/etc/herald/tls/key.pem"
+
+[[apps]]
+id = "1"
+key = "k"
+secret = "${HERALD_TEST_UNSET_VAR}"
+
+[[apps.webhooks]]
+url = "https://backend.example.com/hooks"
+evnts = ["member_added"]
+
+[[apps]]
+id = "1"
+key = "k2"
+secret = "s"
+"#,
+    );
     let out = Command::new(BIN)
         .arg("check-config")
         .arg(&file)
         .env_remove("HERALD_TEST_UNSET_VAR")
+        .env_remove("HERALD_PORT")
+        .env_remove("HERALD_METRICS_PORT")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    for needle in [
-        "HERALD_TEST_UNSET_VAR is not set",
-        "activity_timeout",
-        "duplicate app id",
-        "secret must not be empty",
-    ] {
-        assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
-    }
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{}: 8 problem(s) in the configuration:
+  - [server] port: invalid type: string \"sixty\", expected u16
+  - [server.tls]: missing key 'key'
+  - [server.tls]: unknown key 'kee'
+  - [server]: unknown key 'colour'
+  - [[apps]] #1 secret: environment variable HERALD_TEST_UNSET_VAR is not set
+  - [[apps]] #1 [[apps.webhooks]] #1: unknown key 'evnts'
+  - [server] activity_timeout: must be at least 1 second
+  - [[apps]] #2 id: \"1\" is already used by [[apps]] #1
+",
+            file.display()
+        )
+    );
     let out = Command::new(BIN)
         .args(["check-config", "/nonexistent/herald.toml"])
         .output()
@@ -56,163 +84,184 @@ fn check_config_reports_every_problem_and_exits_1() {
     assert_eq!(out.status.code(), Some(1));
 }
 
-#[tokio::test]
-async fn no_config_serves_the_development_app_and_a_second_sigint_exits_at_once() {
-    let mut child = Command::new(BIN)
-        .args(["--port", "0"])
-        .env_remove("HERALD_HOST")
-        .env_remove("HERALD_PORT")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let lines = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .take(4)
-            .map(|l| l.unwrap())
-            .collect::<Vec<_>>()
-    });
-    let lines = tokio::time::timeout(WAIT, lines)
-        .await
-        .expect("banner in time")
-        .unwrap();
-    let addr: std::net::SocketAddr = lines[0]
-        .strip_prefix("herald listening on ")
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("banner: {lines:?}"))
-        .parse()
-        .unwrap();
-    assert!(addr.ip().is_loopback());
-    assert_eq!(
-        lines[1..],
-        [
-            "  app_id:  app-id",
-            "  key:     app-key",
-            "  secret:  app-secret"
-        ]
-    );
-    let (mut ws, _) = connect(addr, "app-key").await;
-    subscribe_public(&mut ws, "hello").await;
-    let r = api_as(
-        addr,
-        "app-key",
-        "app-secret",
-        "POST",
-        "/apps/app-id/events",
-        &[],
-        br#"{"name":"e","channel":"hello","data":"hi"}"#,
+/// A config with app 1 whose server port is `port` and whose dashboard needs a password from
+/// an environment variable nobody sets: `trigger` and `health` do not use the dashboard.
+fn config_with_unset_dashboard_password(name: &str, port: u16) -> std::path::PathBuf {
+    write_config(
+        name,
+        &format!(
+            r#"[server]
+port = {port}
+
+[dashboard]
+enabled = true
+password = "${{HERALD_TEST_UNSET_DASHBOARD_PASSWORD:?set the dashboard password}}"
+
+[[apps]]
+id = "1"
+key = "key1"
+secret = "secret1"
+"#
+        ),
     )
-    .await;
-    assert_eq!(r.status, 200);
-    assert_eq!(recv(&mut ws).await["data"], "hi");
-    // SIGINT starts a drain; a second SIGINT exits at once.
-    let kill = |sig: &str| {
-        let status = Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
-    kill("-INT");
-    let ready = tokio::time::timeout(WAIT, async {
-        loop {
-            if request(addr, "GET", "/ready", b"", &[]).await.status == 503 {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    });
-    ready.await.expect("not ready once draining");
-    kill("-INT");
-    let exit = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
-    let out = tokio::time::timeout(WAIT, exit)
-        .await
-        .expect("exits at once")
-        .unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("development app"), "{err}");
-    assert!(
-        !err.contains("app-secret"),
-        "the secret is printed once on stdout, never logged"
-    );
-    drop(ws);
 }
 
 #[tokio::test]
-async fn sigterm_drains_gradually_with_4100_then_exits_0() {
-    let file = write_config("drain.toml", "");
-    let port = crate::redis_server::free_port();
-    let toml = format!(
-        "[metrics]\nenabled = false\n[server]\nport = {port}\ndrain_seconds = 2\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
-    );
-    std::fs::write(&file, toml).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = wait_listening(port).await;
-    assert_eq!(request(addr, "GET", "/ready", b"", &[]).await.status, 200);
-    let mut clients = Vec::new();
-    for _ in 0..20 {
-        clients.push(connect(addr, "key1").await.0);
-    }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = std::time::Instant::now();
-    let mut waits = Vec::new();
-    for mut ws in clients {
-        waits.push(tokio::spawn(async move {
-            let (texts, code, _) =
-                expect_close_within(&mut ws, std::time::Duration::from_secs(5)).await;
-            (texts, code, std::time::Instant::now())
-        }));
-    }
-    // While draining: not ready, REST still served, new sockets refused with 4100.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let r = loop {
-        let r = request(addr, "GET", "/ready", b"", &[]).await;
-        if r.status == 503 || tokio::time::Instant::now() > deadline {
-            break r;
+async fn trigger_checks_only_the_server_and_the_app_it_uses() {
+    let t = start().await;
+    let file = config_with_unset_dashboard_password("trigger-only.toml", t.addr.port());
+    let (mut ws, _) = connect(t.addr, "key1").await;
+    subscribe_public(&mut ws, "smoke").await;
+    let out = tokio::task::spawn_blocking({
+        let file = file.clone();
+        move || {
+            Command::new(BIN)
+                .args(["trigger", "--config"])
+                .arg(&file)
+                .args(["--channel", "smoke", "--event", "hello", "--data", "hi"])
+                .env_remove("HERALD_TEST_UNSET_DASHBOARD_PASSWORD")
+                .env_remove("HERALD_PORT")
+                .env_remove("HERALD_HOST")
+                .output()
+                .unwrap()
         }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
-    assert_eq!(r.status, 503, "{}", r.raw);
-    assert_eq!(r.body["draining"], true);
-    expect_refused(addr, "/app/key1?protocol=7", 4100).await;
-    let mut closes = Vec::new();
-    for w in waits {
-        let (texts, code, at) = w.await.unwrap();
-        assert_eq!(code, 4100, "a backoff reconnect code");
-        expect_error(&texts[0], Some(4100), "reconnect after backing off");
-        closes.push(at.duration_since(started));
-    }
-    closes.sort();
-    let (first, last) = (closes[0], closes[closes.len() - 1]);
+    })
+    .await
+    .unwrap();
     assert!(
-        last <= std::time::Duration::from_millis(3000),
-        "all closed within the 2 s window (+ slack): {last:?}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        last - first >= std::time::Duration::from_millis(300),
-        "closes are spread over the window, not at once: {closes:?}"
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200 {}\n");
+    assert_eq!(
+        recv(&mut ws).await,
+        serde_json::json!({"event": "hello", "channel": "smoke", "data": "hi"})
     );
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap());
-    let code = tokio::time::timeout(WAIT, exit)
-        .await
-        .expect("exits after the drain")
+    // serving the same file does need the password
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .env_remove("HERALD_TEST_UNSET_DASHBOARD_PASSWORD")
+        .output()
         .unwrap();
-    assert_eq!(code.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{}: 1 problem(s) in the configuration:
+  - [dashboard] password: environment variable HERALD_TEST_UNSET_DASHBOARD_PASSWORD is not set: set the dashboard password
+",
+            file.display()
+        )
+    );
+    // a problem in what trigger uses is still reported
+    let broken = write_config(
+        "trigger-broken.toml",
+        "[[apps]]\nid = \"1\"\nkey = \"key1\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["trigger", "--config"])
+        .arg(&broken)
+        .args(["--channel", "smoke", "--event", "hello"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{}: 1 problem(s) in the configuration:\n  - [[apps]] #1: missing key 'secret'\n",
+            broken.display()
+        )
+    );
+}
+
+/// Runs `herald health` with `args` and the given environment; (exit code, stdout, stderr).
+fn health(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("health")
+        .args(args)
+        .env_remove("HERALD_PORT")
+        .env_remove("HERALD_HOST")
+        .env_remove("HERALD_TEST_UNSET_DASHBOARD_PASSWORD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn health_probes_the_configured_port() {
+    let t = start().await;
+    let port = t.addr.port();
+    assert_ne!(port, 6001);
+    let ok = (
+        Some(0),
+        format!("http://127.0.0.1:{port}/health: 200 {{\"ok\":true}}\n"),
+        String::new(),
+    );
+    // the port from the config file (whose dashboard password is not set: health needs [server] only)
+    let file = config_with_unset_dashboard_password("health.toml", port);
+    let file = file.to_str().unwrap();
+    let probe = |args: Vec<String>, env: Vec<(&'static str, String)>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            health(&args, &env)
+        })
+    };
+    assert_eq!(
+        probe(vec!["--config".into(), file.into()], vec![])
+            .await
+            .unwrap(),
+        ok
+    );
+    // HERALD_PORT and --port override the file, as for serve
+    let elsewhere = config_with_unset_dashboard_password("health-elsewhere.toml", 1);
+    let elsewhere = elsewhere.to_str().unwrap().to_string();
+    assert_eq!(
+        probe(
+            vec!["--config".into(), elsewhere.clone()],
+            vec![("HERALD_PORT", port.to_string())]
+        )
+        .await
+        .unwrap(),
+        ok
+    );
+    assert_eq!(
+        probe(
+            vec![
+                "--config".into(),
+                elsewhere,
+                "--port".into(),
+                port.to_string()
+            ],
+            vec![]
+        )
+        .await
+        .unwrap(),
+        ok
+    );
+    // without a config: the development defaults and the environment
+    assert_eq!(
+        probe(vec![], vec![("HERALD_PORT", port.to_string())])
+            .await
+            .unwrap(),
+        ok
+    );
+    // nothing listening there: exit code 1 and the reason
+    let free = crate::redis_server::free_port();
+    let (code, out, err) = probe(vec!["--port".into(), free.to_string()], vec![])
+        .await
+        .unwrap();
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert!(
+        err.starts_with(&format!("http://127.0.0.1:{free}/health: ")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -223,15 +272,17 @@ async fn json_logs_open_file_limit_and_the_trigger_command() {
         "[metrics]\nenabled = false\n[server]\nport = {port}\ndrain_seconds = 1\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
     );
     std::fs::write(&file, toml).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "--config"])
-        .arg(&file)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut child = Spawned::new(
+        Command::new(BIN)
+            .args(["--log-format", "json", "--config"])
+            .arg(&file)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.child().stderr.take().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -297,8 +348,9 @@ async fn json_logs_open_file_limit_and_the_trigger_command() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("400 "));
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.child().id().to_string()])
         .status();
+    let mut child = child.take();
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap());
     assert_eq!(
         tokio::time::timeout(WAIT, exit)
@@ -340,132 +392,16 @@ fn compose_example_config_passes_check_config() {
     assert!(compose.contains("./deploy/herald.toml:/etc/herald/config.toml"));
     let dockerfile =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
-    assert!(
-        dockerfile.contains("/etc/herald/config.toml")
-            && dockerfile.contains("HEALTHCHECK")
-            && dockerfile.contains("USER herald")
-    );
-}
-
-#[tokio::test]
-async fn sighup_reloads_apps_without_dropping_connections() {
-    let file = write_config("hup.toml", "");
-    let port = crate::redis_server::free_port();
-    let head = format!("[metrics]\nenabled = false\n[server]\nport = {port}\n");
-    let app = |id: &str, key: &str, secret: &str| {
-        format!("[[apps]]\nid = \"{id}\"\nkey = \"{key}\"\nsecret = \"{secret}\"\n")
-    };
-    std::fs::write(&file, format!("{head}{}", app("1", "key1", "secret1"))).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, mut logs) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    wait_log(&mut logs, "herald listening").await;
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (mut kept, _) = connect(addr, "key1").await;
-    subscribe_public(&mut kept, "kept").await;
-    let hup = |child: &std::process::Child| {
-        assert!(Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success());
-    };
-    // change app 1's secret and add app 2
-    std::fs::write(
-        &file,
-        format!(
-            "{head}{}{}",
-            app("1", "key1", "secret1b"),
-            app("2", "key2", "secret2")
-        ),
-    )
-    .unwrap();
-    hup(&child);
-    wait_log(&mut logs, "configuration reloaded").await;
-    let body = br#"{"name":"e","channel":"kept","data":"after reload"}"#;
+    assert!(dockerfile.contains("/etc/herald/config.toml") && dockerfile.contains("USER herald"));
+    // the health check follows the configured port: it asks herald itself
+    let healthcheck: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("HEALTHCHECK"))
+        .collect();
     assert_eq!(
-        api_as(addr, "key1", "secret1", "POST", "/apps/1/events", &[], body)
-            .await
-            .status,
-        401
+        healthcheck,
+        [
+            r#"HEALTHCHECK --interval=10s --timeout=5s CMD ["herald", "health", "--config", "/etc/herald/config.toml"]"#
+        ]
     );
-    assert_eq!(
-        api_as(
-            addr,
-            "key1",
-            "secret1b",
-            "POST",
-            "/apps/1/events",
-            &[],
-            body
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(recv(&mut kept).await["data"], "after reload");
-    let (_new_app, _) = connect(addr, "key2").await;
-    // a broken file is refused and the running configuration stays
-    std::fs::write(
-        &file,
-        format!("{head}{}{}", app("1", "key1", "x"), app("1", "key9", "y")),
-    )
-    .unwrap();
-    hup(&child);
-    let line = wait_log(&mut logs, "reload refused").await;
-    assert!(line.contains("previous configuration"), "{line}");
-    assert_eq!(
-        api_as(
-            addr,
-            "key1",
-            "secret1b",
-            "POST",
-            "/apps/1/events",
-            &[],
-            body
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(recv(&mut kept).await["data"], "after reload");
-    // removing app 1 closes its sockets with 4001
-    std::fs::write(&file, format!("{head}{}", app("2", "key2", "secret2"))).unwrap();
-    hup(&child);
-    let (texts, code, _) = expect_close(&mut kept).await;
-    assert_eq!(code, 4001);
-    expect_error(&texts[0], Some(4001), "Application does not exist");
-    expect_refused(addr, "/app/key1?protocol=7", 4001).await;
-    let _ = Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
-
-/// The next log line containing `needle` (bounded).
-async fn wait_log(logs: &mut tokio::sync::mpsc::UnboundedReceiver<String>, needle: &str) -> String {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let line = logs.recv().await.expect("herald is running");
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no log line with {needle:?}"))
 }

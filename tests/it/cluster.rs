@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 use crate::redis_server::{free_port, RedisCluster, RedisServer};
+use crate::spawned::Spawned;
 
 pub fn node_config(redis: &RedisServer) -> Config {
     let mut c = config();
@@ -254,17 +255,6 @@ async fn watchlist_across_nodes() {
     );
 }
 
-/// A spawned process killed when dropped, so a failing test leaves nothing running (a child
-/// left behind would also keep whatever file locks the test runner held).
-pub struct Spawned(pub std::process::Child);
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A herald binary on Redis, to be killed with SIGKILL.
 pub fn spawn_node(redis: &RedisServer, port: u16) -> Spawned {
     let file = write_config(&format!("node-{port}.toml"), "");
@@ -281,7 +271,7 @@ pub fn spawn_node(redis: &RedisServer, port: u16) -> Spawned {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map(Spawned)
+        .map(Spawned::new)
         .unwrap()
 }
 
@@ -304,8 +294,8 @@ async fn killed_node_members_are_removed_once_within_10s() {
     for ws in [&mut w1, &mut w3] {
         assert_eq!(data_of(&recv(ws).await)["user_id"], "doomed");
     }
-    victim.0.kill().unwrap();
-    victim.0.wait().unwrap();
+    victim.child().kill().unwrap();
+    victim.child().wait().unwrap();
     let started = std::time::Instant::now();
     for ws in [&mut w1, &mut w3] {
         let f = tokio::time::timeout(Duration::from_secs(10), recv(ws))

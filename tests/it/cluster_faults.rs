@@ -424,8 +424,8 @@ async fn a_reaped_node_leaves_no_keys_behind() {
         assert!(tokio::time::Instant::now() < deadline, "counts not written");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    victim.0.kill().unwrap();
-    victim.0.wait().unwrap();
+    victim.child().kill().unwrap();
+    victim.child().wait().unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let keys = node_keys(&mut c).await;

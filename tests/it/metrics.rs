@@ -112,3 +112,73 @@ async fn metrics_count_real_traffic() {
     let r = request(t.server.metrics_addr().unwrap(), "GET", "/other", b"", &[]).await;
     assert_eq!(r.status, 404);
 }
+
+/// The `herald_connections_closed_total` samples, by code.
+async fn closed_by_code(t: &TestServer) -> Vec<(String, f64)> {
+    let (_, m) = scrape(t).await;
+    let mut closed: Vec<(String, f64)> = m
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("herald_connections_closed_total"))
+        .collect();
+    closed.sort_by(|a, b| a.0.cmp(&b.0));
+    closed
+}
+
+#[tokio::test]
+async fn a_vanished_client_is_1006_and_a_protocol_violation_1002() {
+    let t = start().await;
+    let state = t.server.state().clone();
+    // end of stream without a close frame
+    let mut gone = raw_connect(t.addr, "/app/key1?protocol=7").await;
+    raw_frame(&mut gone).await;
+    drop(gone);
+    eventually("the vanished socket to be gone", || {
+        state.connection_count() == 0
+    })
+    .await;
+    // a reset (SO_LINGER 0) without a close frame
+    let mut reset = raw_connect(t.addr, "/app/key1?protocol=7").await;
+    raw_frame(&mut reset).await;
+    // Deprecated because a non-zero linger blocks on drop; zero resets at once, which is the point.
+    #[allow(deprecated)]
+    reset.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+    drop(reset);
+    eventually("the reset socket to be gone", || {
+        state.connection_count() == 0
+    })
+    .await;
+    // an unmasked client frame breaks RFC 6455
+    let mut rude = raw_connect(t.addr, "/app/key1?protocol=7").await;
+    raw_frame(&mut rude).await;
+    raw_send_frame(&mut rude, 1, br#"{"event":"pusher:ping"}"#, false).await;
+    assert_eq!(raw_close_code(&mut rude).await, 1002);
+    drop(rude);
+    eventually("the rude socket to be gone", || {
+        state.connection_count() == 0
+    })
+    .await;
+    // a clean close by the client
+    let (mut polite, _) = connect(t.addr, "key1").await;
+    polite.close(None).await.unwrap();
+    eventually("the polite socket to be gone", || {
+        state.connection_count() == 0
+    })
+    .await;
+    assert_eq!(
+        closed_by_code(&t).await,
+        [
+            (
+                "herald_connections_closed_total{code=\"0\"}".to_string(),
+                1.0
+            ),
+            (
+                "herald_connections_closed_total{code=\"1002\"}".to_string(),
+                1.0
+            ),
+            (
+                "herald_connections_closed_total{code=\"1006\"}".to_string(),
+                2.0
+            ),
+        ]
+    );
+}

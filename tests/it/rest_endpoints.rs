@@ -218,24 +218,6 @@ async fn oversized_body_is_413() {
 }
 
 #[tokio::test]
-async fn trigger_info_counts() {
-    let t = start().await;
-    let (mut a, sa) = connect(t.addr, "key1").await;
-    let (mut b, sb) = connect(t.addr, "key1").await;
-    subscribe_presence(&mut a, &sa, "presence-p", json!("1"), Value::Null).await;
-    subscribe_presence(&mut b, &sb, "presence-p", json!("2"), Value::Null).await;
-    assert_eq!(recv(&mut a).await["event"], "pusher_internal:member_added");
-    subscribe_public(&mut a, "pub").await;
-    subscribe_public(&mut b, "pub").await;
-    let r = trigger(t.addr, json!({"name": "e", "channels": ["presence-p", "pub", "empty"], "data": "x", "info": "user_count,subscription_count"})).await;
-    assert_eq!(r.status, 200);
-    assert_eq!(
-        r.body,
-        json!({"channels": {"presence-p": {"user_count": 2}, "pub": {"subscription_count": 2}, "empty": {"subscription_count": 0}}})
-    );
-}
-
-#[tokio::test]
 async fn batch_events() {
     let t = start().await;
     let (mut a, sa) = connect(t.addr, "key1").await;
@@ -298,111 +280,6 @@ async fn batch_events() {
     .await;
     assert_eq!(r.status, 400);
     assert_nothing_queued(&mut a).await;
-}
-
-#[tokio::test]
-async fn channels_listing() {
-    let t = start().await;
-    let r = api(t.addr, "GET", "/apps/1/channels", &[], b"").await;
-    assert_eq!((r.status, r.raw.as_str()), (200, r#"{"channels":{}}"#));
-    let (mut a, sa) = connect(t.addr, "key1").await;
-    subscribe_public(&mut a, "pub-1").await;
-    subscribe_presence(&mut a, &sa, "presence-x", json!("u1"), Value::Null).await;
-    let user_data = r#"{"id":"7"}"#;
-    signin(&mut a, &sa, user_data).await;
-    subscribe_public(&mut a, "#server-to-user-7").await;
-    let r = api(t.addr, "GET", "/apps/1/channels", &[], b"").await;
-    assert_eq!(r.body, json!({"channels": {"pub-1": {}, "presence-x": {}}}));
-    let r = api(
-        t.addr,
-        "GET",
-        "/apps/1/channels",
-        &[("filter_by_prefix", "presence-"), ("info", "user_count")],
-        b"",
-    )
-    .await;
-    assert_eq!(
-        r.body,
-        json!({"channels": {"presence-x": {"user_count": 1}}})
-    );
-    let r = api(
-        t.addr,
-        "GET",
-        "/apps/1/channels",
-        &[("info", "user_count")],
-        b"",
-    )
-    .await;
-    assert_eq!(r.status, 400);
-    let r = api(
-        t.addr,
-        "GET",
-        "/apps/1/channels",
-        &[("filter_by_prefix", "pub-"), ("info", "user_count")],
-        b"",
-    )
-    .await;
-    assert_eq!(r.status, 400);
-}
-
-#[tokio::test]
-async fn channel_info_and_users() {
-    let t = start().await;
-    let (mut a, sa) = connect(t.addr, "key1").await;
-    let (mut b, sb) = connect(t.addr, "key1").await;
-    subscribe_public(&mut a, "pub").await;
-    subscribe_public(&mut b, "pub").await;
-    subscribe_presence(&mut a, &sa, "presence-q", json!(5), Value::Null).await;
-    subscribe_presence(&mut b, &sb, "presence-q", json!(5), Value::Null).await;
-    let get = |path: &'static str, info: Option<&'static str>| {
-        let addr = t.addr;
-        async move {
-            let extra: Vec<(&str, &str)> = info.map(|i| vec![("info", i)]).unwrap_or_default();
-            api(addr, "GET", path, &extra, b"").await
-        }
-    };
-    assert_eq!(
-        get("/apps/1/channels/pub", None).await.body,
-        json!({"occupied": true})
-    );
-    assert_eq!(
-        get("/apps/1/channels/pub", Some("subscription_count"))
-            .await
-            .body,
-        json!({"occupied": true, "subscription_count": 2})
-    );
-    assert_eq!(
-        get("/apps/1/channels/pub", Some("user_count")).await.status,
-        400
-    );
-    assert_eq!(
-        get("/apps/1/channels/presence-q", Some("user_count"))
-            .await
-            .body,
-        json!({"occupied": true, "user_count": 1})
-    );
-    assert_eq!(
-        get("/apps/1/channels/presence-q", Some("subscription_count"))
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        get("/apps/1/channels/nobody", None).await.body,
-        json!({"occupied": false})
-    );
-    assert_eq!(
-        get("/apps/1/channels/presence-q/users", None).await.body,
-        json!({"users": [{"id": "5"}]})
-    );
-    assert_eq!(
-        get("/apps/1/channels/presence-empty/users", None)
-            .await
-            .body,
-        json!({"users": []})
-    );
-    assert_eq!(get("/apps/1/channels/pub/users", None).await.status, 400);
-    assert_eq!(get("/apps/1/channels/bad%20name", None).await.status, 400);
 }
 
 #[tokio::test]

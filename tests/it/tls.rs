@@ -165,10 +165,52 @@ async fn broken_certificates_are_reported() {
         port: None,
     });
     let err = c.validate().unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
     assert!(
-        err.problems
-            .iter()
-            .any(|p| p.contains("[server.tls] cannot read certificate /nonexistent/cert.pem")),
+        err.problems[0].starts_with("[server.tls]: cannot read certificate /nonexistent/cert.pem"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn herald_health_probes_a_tls_only_main_port_over_https() {
+    let certs = self_signed();
+    let mut c = config();
+    c.server.tls = Some(TlsConfig {
+        cert: certs.cert.clone(),
+        key: certs.key.clone(),
+        port: None,
+    });
+    let t = start_with(c).await;
+    let port = t.addr.port();
+    let file = write_config(
+        "health-tls.toml",
+        &format!(
+            "[server]\nport = {port}\n[server.tls]\ncert = {:?}\nkey = {:?}\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n",
+            certs.cert, certs.key
+        ),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(crate::spawned::BIN)
+            .args(["health", "--config"])
+            .arg(&file)
+            .env_remove("HERALD_PORT")
+            .env_remove("HERALD_HOST")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string()
+        ),
+        (
+            Some(0),
+            format!("https://127.0.0.1:{port}/health: 200 {{\"ok\":true}}\n"),
+            String::new()
+        )
     );
 }

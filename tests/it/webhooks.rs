@@ -328,3 +328,100 @@ async fn two_nodes_send_one_webhook_per_transition() {
         json!({"name": "channel_occupied", "channel": "marker"})
     );
 }
+
+#[tokio::test]
+async fn failed_deliveries_are_logged_at_warn_once_per_receiver_without_secrets() {
+    let mut r = Receiver::start().await;
+    r.answer(&[500, 503]);
+    let port = crate::redis_server::free_port();
+    // Credentials in the query string and a header: neither may reach the log.
+    let file = write_config(
+        "webhook-warn.toml",
+        &format!(
+            r#"[metrics]
+enabled = false
+[server]
+port = {port}
+drain_seconds = 1
+[[apps]]
+id = "1"
+key = "key1"
+secret = "s3cret-app"
+[[apps.webhooks]]
+url = "{}?token=s3cret-query"
+events = ["channel_occupied"]
+[apps.webhooks.headers]
+Authorization = "Bearer s3cret-header"
+"#,
+            r.url()
+        ),
+    );
+    // The default log level: no RUST_LOG.
+    let mut herald = crate::spawned::Spawned::new(
+        std::process::Command::new(crate::spawned::BIN)
+            .arg("--config")
+            .arg(&file)
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut logs = crate::spawned::log_lines(herald.child());
+    let addr = wait_listening(port).await;
+    let (mut a, _) = connect(addr, "key1").await;
+    subscribe_public(&mut a, "warn-me").await;
+    // two failures, then the delivery
+    for _ in 0..3 {
+        assert_eq!(
+            r.next().await.events(),
+            vec![json!({"name": "channel_occupied", "channel": "warn-me"})]
+        );
+    }
+    let pid = herald.child().id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut child = herald.take();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap());
+    assert_eq!(
+        tokio::time::timeout(WAIT, exit)
+            .await
+            .unwrap()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    // the process has exited: every line it wrote is in the channel
+    let mut lines = Vec::new();
+    while let Some(line) = tokio::time::timeout(WAIT, logs.recv()).await.unwrap() {
+        lines.push(line);
+    }
+    let failed: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("webhook delivery failed"))
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "one line per receiver per minute: {lines:#?}"
+    );
+    let line = failed[0];
+    for part in [
+        " WARN ",
+        "app=1",
+        &format!("receiver={}", r.url()),
+        "attempt=1",
+        "reason=HTTP 500 Internal Server Error",
+        "held_back=0",
+    ] {
+        assert!(line.contains(part), "{part:?} missing from {line}");
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("s3cret")),
+        "a secret reached the log: {lines:#?}"
+    );
+}

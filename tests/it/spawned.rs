@@ -1,0 +1,68 @@
+//! Helpers for a spawned `herald` binary beyond common.rs: its path and its log lines.
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+/// The next log line containing `needle` (bounded).
+pub async fn wait_log(
+    logs: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    needle: &str,
+) -> String {
+    tokio::time::timeout(crate::common::WAIT, async {
+        loop {
+            let line = logs.recv().await.expect("herald is running");
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no log line with {needle:?}"))
+}
+
+/// A spawned herald that is killed when the test ends, even by a failed assertion (a leaked
+/// child would keep running, and holding whatever file descriptors it inherited).
+pub struct Spawned(Option<std::process::Child>);
+
+impl Spawned {
+    /// Guards `child`.
+    pub fn new(child: std::process::Child) -> Spawned {
+        Spawned(Some(child))
+    }
+
+    /// The running child.
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("not taken")
+    }
+
+    /// Hands the child over (to wait for its exit); the caller is responsible for it now.
+    pub fn take(mut self) -> std::process::Child {
+        self.0.take().expect("not taken")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Every stderr line of a spawned herald, as they come.
+pub fn log_lines(child: &mut std::process::Child) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
