@@ -549,3 +549,69 @@ async fn cache_channel_joins_during_a_publish_storm_see_no_gap() {
         }
     }
 }
+
+/// Issue 20 item 9: a node started while its Redis is not up yet keeps running and serving its
+/// own sockets, answers /ready with 503, and joins once Redis appears: its sockets are then
+/// counted cluster-wide and events cross to a second node.
+#[tokio::test]
+async fn a_node_started_before_redis_joins_when_it_appears() {
+    let port = crate::redis_server::free_port();
+    let mut c = config();
+    c.adapter = herald::config::AdapterKind::Redis;
+    c.redis.url = format!("redis://127.0.0.1:{port}/0");
+    c.redis.heartbeat_ms = 200;
+    c.redis.node_timeout_ms = 1000;
+    let early = start_with(c.clone()).await;
+    let r = request(early.addr, "GET", "/ready", b"", &[]).await;
+    assert_eq!(
+        (r.status, r.body["adapter"].as_str()),
+        (503, Some("unreachable")),
+        "{}",
+        r.raw
+    );
+    // Its own sockets work meanwhile.
+    let (mut a, _) = connect(early.addr, "key1").await;
+    subscribe_public(&mut a, "early").await;
+    let r = trigger(
+        early.addr,
+        json!({"name": "local", "channel": "early", "data": "1"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(recv(&mut a).await["event"], "local");
+
+    let _redis = RedisServer::start_with(port, &[]).await;
+    ready(early.addr).await;
+    let late = start_with(c).await;
+    // The early node's socket is recorded once it joined.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = api(
+            late.addr,
+            "GET",
+            "/apps/1/channels/early",
+            &[("info", "subscription_count")],
+            b"",
+        )
+        .await;
+        if r.body == json!({"occupied": true, "subscription_count": 1}) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not recorded: {}",
+            r.raw
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = trigger(
+        late.addr,
+        json!({"name": "crossed", "channel": "early", "data": "2"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        recv(&mut a).await,
+        json!({"event": "crossed", "channel": "early", "data": "2"})
+    );
+}

@@ -21,6 +21,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A standalone or cluster connection; cheap to clone (both are multiplexed handles).
 #[derive(Clone)]
 pub enum Link {
+    /// Not connected yet (Redis was unreachable when the node started): every command fails
+    /// at once until the adapter's join loop connects.
+    Pending,
     /// One Redis server; reconnects with backoff and resubscribes on its own.
     Single(ConnectionManager),
     /// A Redis Cluster; sharded pub/sub (SSUBSCRIBE / SPUBLISH).
@@ -62,6 +65,7 @@ impl Link {
     /// Starts receiving a pub/sub channel.
     pub async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
         match self {
+            Link::Pending => Err(not_connected()),
             Link::Single(c) => c.subscribe(channel).await,
             Link::Cluster(c) => c.ssubscribe(channel).await,
         }
@@ -70,6 +74,7 @@ impl Link {
     /// Stops receiving a pub/sub channel.
     pub async fn unsubscribe(&mut self, channel: &str) -> RedisResult<()> {
         match self {
+            Link::Pending => Err(not_connected()),
             Link::Single(c) => c.unsubscribe(channel).await,
             Link::Cluster(c) => c.sunsubscribe(channel).await,
         }
@@ -78,7 +83,7 @@ impl Link {
     /// The publish command for this kind of deployment.
     pub fn publish_cmd(&self, channel: &str, payload: &str) -> Cmd {
         let mut c = match self {
-            Link::Single(_) => redis::cmd("PUBLISH"),
+            Link::Single(_) | Link::Pending => redis::cmd("PUBLISH"),
             Link::Cluster(_) => redis::cmd("SPUBLISH"),
         };
         c.arg(channel).arg(payload);
@@ -86,9 +91,14 @@ impl Link {
     }
 }
 
+fn not_connected() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "not connected to Redis yet"))
+}
+
 impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
+            Link::Pending => Box::pin(async { Err(not_connected()) }),
             Link::Single(c) => c.req_packed_command(cmd),
             Link::Cluster(c) => c.req_packed_command(cmd),
         }
@@ -101,6 +111,7 @@ impl ConnectionLike for Link {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
+            Link::Pending => Box::pin(async { Err(not_connected()) }),
             Link::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
@@ -108,6 +119,7 @@ impl ConnectionLike for Link {
 
     fn get_db(&self) -> i64 {
         match self {
+            Link::Pending => 0,
             Link::Single(c) => c.get_db(),
             Link::Cluster(c) => c.get_db(),
         }

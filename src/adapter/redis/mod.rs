@@ -40,7 +40,8 @@ pub(crate) struct Inner {
     /// This node's id (also the first part of its socket ids).
     node: u32,
     names: Names,
-    link: Link,
+    /// The connection; [`Link::Pending`] until the node first reaches Redis.
+    link: std::sync::RwLock<Link>,
     config: RedisConfig,
     /// Work for the publisher task (bounded: dropped and counted while Redis is away).
     out: mpsc::Sender<Out>,
@@ -77,6 +78,11 @@ fn adapter_error(e: impl std::fmt::Display) -> AdapterError {
 impl RedisAdapter {
     /// Connects to Redis and starts the background tasks (publisher, subscriptions, incoming
     /// messages, heartbeat and reaper). They stop when `shutdown` flips.
+    ///
+    /// When Redis cannot be reached, the node starts anyway (a compose file's startup order, a
+    /// Redis restart at the wrong moment): it serves its own sockets, reports itself not ready,
+    /// and keeps trying to join with backoff; once joined it records its share as after an
+    /// outage.
     pub async fn start(
         hub: Arc<Hub>,
         node: u32,
@@ -85,20 +91,17 @@ impl RedisAdapter {
         webhooks: crate::webhooks::WebhookSink,
     ) -> Result<RedisAdapter, AdapterError> {
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let link = Link::connect(&config, push_tx)
-            .await
-            .map_err(adapter_error)?;
         let (out_tx, out_rx) = mpsc::channel(config.publish_queue);
         let (subs_tx, subs_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             hub,
             node,
             names: Names::new(&config.prefix),
-            link,
+            link: std::sync::RwLock::new(Link::Pending),
             config,
             out: out_tx,
             subs: subs_tx,
-            healthy: AtomicBool::new(true),
+            healthy: AtomicBool::new(false),
             stale: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             publishes: AtomicU64::new(0),
@@ -107,23 +110,84 @@ impl RedisAdapter {
             order: RwLock::new(()),
             settle: Settle::default(),
         });
-        let mut ctl = inner.link.clone();
-        ctl.subscribe(&inner.names.control())
-            .await
-            .map_err(adapter_error)?;
-        liveness::heartbeat(&inner).await.map_err(adapter_error)?;
+        match inner.connect(push_tx.clone()).await {
+            Ok(()) => match liveness::heartbeat(&inner).await {
+                Ok(_) => {
+                    inner.healthy.store(true, Ordering::Release);
+                    tracing::info!(node, "joined the cluster through Redis");
+                }
+                Err(e) => inner.not_joined(&e),
+            },
+            Err(e) => {
+                inner.not_joined(&e);
+                tokio::spawn(join(inner.clone(), push_tx, shutdown.clone()));
+            }
+        }
         tokio::spawn(pubsub::publisher(inner.clone(), out_rx));
         tokio::spawn(pubsub::subscriptions(inner.clone(), subs_rx));
         tokio::spawn(pubsub::incoming(inner.clone(), push_rx));
         tokio::spawn(liveness::run(inner.clone(), shutdown));
-        tracing::info!(node, "joined the cluster through Redis");
         Ok(RedisAdapter { inner })
+    }
+}
+
+/// Connects with backoff until it succeeds (or shutdown); the heartbeat then finds Redis
+/// reachable and rewrites this node's share.
+async fn join(
+    inner: Arc<Inner>,
+    push: mpsc::UnboundedSender<redis::PushInfo>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = crate::state::shutdown_started(&mut shutdown) => return,
+        }
+        match inner.connect(push.clone()).await {
+            Ok(()) => {
+                tracing::info!(node = inner.node, "joined the cluster through Redis");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "Redis still unreachable"),
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 
 impl Inner {
     fn link(&self) -> Link {
-        self.link.clone()
+        self.link
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Opens the connection and subscribes to the control channel; on success it becomes the
+    /// node's link.
+    async fn connect(
+        &self,
+        push: mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> redis::RedisResult<()> {
+        let mut link = Link::connect(&self.config, push).await?;
+        link.subscribe(&self.names.control()).await?;
+        *self
+            .link
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = link;
+        Ok(())
+    }
+
+    /// Logs (once) that the node runs without the cluster for now, and makes it rewrite its
+    /// share once Redis answers.
+    fn not_joined(&self, e: &redis::RedisError) {
+        tracing::warn!(
+            node = self.node,
+            error = %e,
+            "Redis unreachable at start: serving this node's sockets, /ready answers 503, joining when it answers"
+        );
+        self.healthy.store(false, Ordering::Release);
+        self.stale.store(true, Ordering::Release);
     }
 
     /// Records the outcome of a Redis call; logs once per change.

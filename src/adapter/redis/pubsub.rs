@@ -133,8 +133,9 @@ pub async fn subscriptions(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Su
     let mut counts: HashMap<String, usize> = HashMap::new();
     // Released while Redis was away: unsubscribed when it is back.
     let mut orphans: HashSet<String> = HashSet::new();
-    let mut link = inner.link();
     while let Some(cmd) = rx.recv().await {
+        // Taken per command: the node may have joined (or reconnected) since.
+        let mut link = inner.link();
         match cmd {
             SubCmd::Acquire(channel, done) => {
                 orphans.remove(&channel);
