@@ -233,7 +233,7 @@ impl Session {
             .map_err(|e| match e {
                 JoinRefused::PresenceFull => ProtocolError::PresenceFull(name.clone()),
             })?;
-        if let (true, Some(m)) = (joined.member_added, &member) {
+        if let (true, false, Some(m)) = (joined.member_added, joined.member_announced, &member) {
             self.broadcast_internal(
                 &name,
                 "pusher_internal:member_added",
@@ -333,11 +333,13 @@ impl Session {
             .unsubscribe(&self.app.id, name, self.id(), sub.user_id.as_deref())
             .await;
         if let Some(uid) = left.member_removed {
-            self.broadcast_internal(
-                name,
-                "pusher_internal:member_removed",
-                presence::member_removed_data(&uid),
-            );
+            if !left.member_announced {
+                self.broadcast_internal(
+                    name,
+                    "pusher_internal:member_removed",
+                    presence::member_removed_data(&uid),
+                );
+            }
             self.webhook(Emitted::MemberRemoved(name.to_string(), uid));
         }
         if left.was_subscribed && !left.vacated {

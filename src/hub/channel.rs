@@ -47,6 +47,9 @@ pub struct Joined {
     pub count: Option<usize>,
     /// Broadcasts the channel had delivered when the socket joined (for a deferred replay).
     pub deliveries: u64,
+    /// `member_added` already went out with the cluster's decision (in decision order, to every
+    /// node): the connection must not broadcast it again.
+    pub member_announced: bool,
 }
 
 /// What an unsubscription changed.
@@ -60,6 +63,8 @@ pub struct Left {
     pub member_removed: Option<String>,
     /// The cluster-wide subscription count after the leave, when a cluster store decided it.
     pub count: Option<usize>,
+    /// `member_removed` already went out with the cluster's decision.
+    pub member_announced: bool,
 }
 
 /// Why a subscription was refused by the channel itself.
@@ -205,6 +210,7 @@ mod tests {
                 cache_miss: false,
                 count: None,
                 deliveries: 0,
+                member_announced: false,
             })
         );
         assert_eq!(
@@ -215,6 +221,7 @@ mod tests {
                 cache_miss: false,
                 count: None,
                 deliveries: 0,
+                member_announced: false,
             })
         );
         assert_eq!(
@@ -225,6 +232,7 @@ mod tests {
                 cache_miss: false,
                 count: None,
                 deliveries: 0,
+                member_announced: false,
             })
         );
         assert_eq!((ch.subscription_count(), ch.user_count()), (3, 2));

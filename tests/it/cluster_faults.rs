@@ -615,3 +615,63 @@ async fn a_node_started_before_redis_joins_when_it_appears() {
         json!({"event": "crossed", "channel": "early", "data": "2"})
     );
 }
+
+/// A page refresh that lands on another node: the old socket leaves node 1 while the new one
+/// joins node 2. Every observer, on every node, must see that user's member events in the
+/// order Redis decided them, so its member list ends with the user present.
+#[tokio::test]
+async fn member_events_keep_their_order_across_nodes() {
+    let redis = RedisServer::start().await;
+    let nodes = [
+        start_with(node_config(&redis)).await,
+        start_with(node_config(&redis)).await,
+        start_with(node_config(&redis)).await,
+    ];
+    const CH: &str = "presence-refresh";
+    let mut observers = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let (mut ws, sid) = connect(n.addr, "key1").await;
+        subscribe_presence(&mut ws, &sid, CH, json!(format!("obs{i}")), Value::Null).await;
+        observers.push(ws);
+    }
+    let (mut current, su) = connect(nodes[0].addr, "key1").await;
+    subscribe_presence(&mut current, &su, CH, json!("U"), Value::Null).await;
+    for cycle in 0..40 {
+        let target = nodes[(cycle + 1) % 2].addr;
+        let old = current;
+        let (joined, ()) = tokio::join!(
+            async move {
+                let (mut ws, sid) = connect(target, "key1").await;
+                subscribe_presence(&mut ws, &sid, CH, json!("U"), Value::Null).await;
+                ws
+            },
+            async move { drop(old) },
+        );
+        current = joined;
+        let marker = format!("m{cycle}");
+        let r = trigger(
+            nodes[2].addr,
+            json!({"name": "marker", "channel": CH, "data": marker}),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        for (i, ws) in observers.iter_mut().enumerate() {
+            // Each observer's view: U is present after everything up to the marker.
+            let mut present = None;
+            loop {
+                let f = recv(ws).await;
+                match f["event"].as_str() {
+                    Some("marker") if f["data"] == marker => break,
+                    Some("pusher_internal:member_added") if data_of(&f)["user_id"] == "U" => {
+                        present = Some(true)
+                    }
+                    Some("pusher_internal:member_removed") if data_of(&f)["user_id"] == "U" => {
+                        present = Some(false)
+                    }
+                    _ => {}
+                }
+            }
+            assert_ne!(present, Some(false), "cycle {cycle}: observer {i} lost U");
+        }
+    }
+}

@@ -49,11 +49,21 @@ impl Inner {
             .key(self.names.node(self.node, "subs"))
             .arg(j.channel)
             .arg(field(&[j.app, j.channel]));
+        let announce = self.member_channel(j.app, j.channel);
         if let Some(m) = j.member {
             let info = m
                 .user_info
                 .as_ref()
                 .map_or_else(|| "null".to_string(), Value::to_string);
+            let added = announce.as_ref().map(|_| {
+                member_message(
+                    j.app,
+                    j.channel,
+                    "pusher_internal:member_added",
+                    presence::member_added_data(m),
+                    j.conn.id,
+                )
+            });
             script
                 .key(self.names.presence(j.app, j.channel))
                 .key(self.names.presence_info(j.app, j.channel))
@@ -61,7 +71,9 @@ impl Inner {
                 .arg(&m.user_id)
                 .arg(info)
                 .arg(j.max_members)
-                .arg(field(&[j.app, j.channel, &m.user_id]));
+                .arg(field(&[j.app, j.channel, &m.user_id]))
+                .arg(announce.as_deref().unwrap_or_default())
+                .arg(added.unwrap_or_default());
         }
         let decided = if self.reachable() {
             let mut link = self.link();
@@ -126,6 +138,7 @@ impl Inner {
         match (local, decided) {
             (Ok(mut joined), Some(d)) => {
                 joined.member_added = d.added;
+                joined.member_announced = d.added && announce.is_some();
                 joined.occupied = d.count == 1;
                 joined.count = usize::try_from(d.count).ok();
                 Ok(joined)
@@ -139,7 +152,7 @@ impl Inner {
             (Err(e), decided) => {
                 if decided.is_some() {
                     // Recorded in Redis but refused here: take it back.
-                    self.leave_script(j.app, j.channel, j.member.map(|m| m.user_id.as_str()))
+                    self.leave_script(j.app, j.channel, j.member.map(|m| m.user_id.as_str()), None)
                         .await;
                 }
                 self.release(j.app, j.channel);
@@ -161,12 +174,15 @@ impl Inner {
             return left;
         }
         let here = left.member_removed.take();
-        match self.leave_script(app, channel, user_id).await {
-            Some((count, removed, known)) => {
+        // Announced with the decision only while departures can be trusted at once.
+        let announce = self.settle.settled().then_some(id);
+        match self.leave_script(app, channel, user_id, announce).await {
+            Some((count, removed, known, announced)) => {
                 let removed = (removed == 1)
                     .then(|| user_id.map(str::to_string))
                     .flatten();
                 if self.trusted(known) {
+                    left.member_announced = announced && removed.is_some();
                     left.member_removed = removed;
                 } else if let Some(user) = removed.or(here) {
                     self.settle.hold(Pending::Member {
@@ -193,13 +209,16 @@ impl Inner {
         left
     }
 
-    /// Runs LEAVE; `(subscription_count, member_removed, known)`, or `None` if Redis is away.
+    /// Runs LEAVE; `(subscription_count, member_removed, known, announced)`, or `None` if
+    /// Redis is away. With `announce` (the leaving socket), a resulting member_removed is
+    /// published by the script itself.
     async fn leave_script(
         &self,
         app: &str,
         channel: &str,
         user_id: Option<&str>,
-    ) -> Option<(i64, i64, bool)> {
+        announce: Option<SocketId>,
+    ) -> Option<(i64, i64, bool, bool)> {
         if !self.reachable() {
             return None;
         }
@@ -209,19 +228,34 @@ impl Inner {
             .key(self.names.node(self.node, "subs"))
             .arg(channel)
             .arg(field(&[app, channel]));
+        let mut announced = false;
         if let Some(uid) = user_id {
+            let pubsub = announce.and_then(|_| self.member_channel(app, channel));
+            let message = match (&pubsub, announce) {
+                (Some(_), Some(id)) => member_message(
+                    app,
+                    channel,
+                    "pusher_internal:member_removed",
+                    presence::member_removed_data(uid),
+                    id,
+                ),
+                _ => String::new(),
+            };
+            announced = pubsub.is_some();
             script
                 .key(self.names.presence(app, channel))
                 .key(self.names.presence_info(app, channel))
                 .key(self.names.node(self.node, "pres"))
                 .arg(uid)
-                .arg(field(&[app, channel, uid]));
+                .arg(field(&[app, channel, uid]))
+                .arg(pubsub.unwrap_or_default())
+                .arg(message);
         }
         let mut link = self.link();
         match script.invoke_async::<(i64, i64, i64)>(&mut link).await {
             Ok((count, removed, known)) => {
                 self.mark(true);
-                Some((count, removed, known == 1))
+                Some((count, removed, known == 1, announced && known == 1))
             }
             Err(e) => {
                 tracing::debug!(error = %e, "leave not recorded in Redis");
@@ -333,6 +367,32 @@ impl Inner {
             None => {}
         }
     }
+}
+
+impl Inner {
+    /// The pub/sub channel a JOIN/LEAVE script publishes member events on, so that they reach
+    /// every node in the order Redis decided them. `None` on a Redis Cluster, where a script
+    /// cannot publish to a channel outside its keys' slot: the node publishes them itself.
+    fn member_channel(&self, app: &str, channel: &str) -> Option<String> {
+        matches!(self.link(), super::link::Link::Single(_))
+            .then(|| self.names.channel(app, channel))
+    }
+}
+
+/// A member event as the script publishes it (delivered by every node, this one included).
+fn member_message(app: &str, channel: &str, event: &str, data: String, except: SocketId) -> String {
+    super::wire::Wire::Member {
+        b: crate::broadcast::Broadcast {
+            app: app.to_string(),
+            channel: channel.to_string(),
+            event: event.to_string(),
+            data,
+            except: Some(except),
+            user_id: None,
+            cache_ttl: None,
+        },
+    }
+    .encode()
 }
 
 /// `{-1}` or `{count, added, [user, info, ...], known}`, with `known`.

@@ -197,6 +197,7 @@ pub async fn incoming(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<PushInf
             continue;
         }
         match wire {
+            Wire::Member { b } => inner.hub.app(&b.app).deliver(&b),
             Wire::Broadcast { mut b, .. } => {
                 // The cache lives in Redis; do not keep a copy here.
                 b.cache_ttl = None;

@@ -6,7 +6,9 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// KEYS: this node's `seen` marker, subs, node subs, [presence, presence info, node presence].
-/// ARGV: channel, node subs field, [user, info json, max members, node presence field].
+/// ARGV: channel, node subs field, [user, info json, max members, node presence field,
+/// pub/sub channel, member_added message]: the message is published with the decision (an
+/// empty pub/sub channel name leaves that to the caller).
 /// Returns `{-1}` when the presence channel is full, else `{subscription_count, member_added,
 /// members (flat user, info pairs), known}`; `known` is 0 when Redis no longer knows this node
 /// (its data was lost, or the node was reaped): the node must resync.
@@ -22,6 +24,7 @@ if presence then
   if redis.call('HINCRBY', KEYS[4], ARGV[3], 1) == 1 then
     redis.call('HSET', KEYS[5], ARGV[3], ARGV[4])
     added = 1
+    if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
   end
   redis.call('HINCRBY', KEYS[6], ARGV[6], 1)
 end
@@ -35,7 +38,9 @@ return {subs, added, members, redis.call('EXISTS', KEYS[1])}
 });
 
 /// KEYS and ARGV like [`JOIN`] without info and max (ARGV: channel, node subs field, [user,
-/// node presence field]). Returns `{subscription_count, member_removed, known}`.
+/// node presence field, pub/sub channel, member_removed message]). Returns
+/// `{subscription_count, member_removed, known}`. The message is published only if Redis knows
+/// this node (a departure after lost data is checked again later instead).
 /// `member_removed` is 1 only when this leave took the user's count from 1 to 0; a count that
 /// was already gone (lost data) is cleaned up without announcing anything.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
@@ -52,7 +57,12 @@ dec(KEYS[3], ARGV[2])
 if #KEYS == 6 then
   local n = dec(KEYS[4], ARGV[3])
   if n <= 0 then redis.call('HDEL', KEYS[5], ARGV[3]) end
-  if n == 0 then removed = 1 end
+  if n == 0 then
+    removed = 1
+    if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
+      redis.call('PUBLISH', ARGV[5], ARGV[6])
+    end
+  end
   dec(KEYS[6], ARGV[4])
 end
 if subs < 0 then subs = 0 end

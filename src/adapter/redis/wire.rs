@@ -16,6 +16,13 @@ pub enum Wire {
         /// The broadcast.
         b: Broadcast,
     },
+    /// A presence member event published by the JOIN/LEAVE script that decided it, so every
+    /// node (its origin too) sees member events in the order Redis decided them.
+    #[serde(rename = "m")]
+    Member {
+        /// The `pusher_internal:member_added` / `member_removed` broadcast.
+        b: Broadcast,
+    },
     /// The cluster-wide subscriber count of a channel changed.
     #[serde(rename = "n")]
     Count {
@@ -57,7 +64,7 @@ impl Wire {
             Wire::Broadcast { origin, .. }
             | Wire::Count { origin, .. }
             | Wire::Watch { origin, .. } => Some(*origin),
-            Wire::Terminate { .. } => None,
+            Wire::Terminate { .. } | Wire::Member { .. } => None,
         }
     }
 
