@@ -675,3 +675,48 @@ async fn member_events_keep_their_order_across_nodes() {
         }
     }
 }
+
+/// Issue 15 item 2: events triggered on node A while Redis is away reach A's subscribers at
+/// once and B's subscribers once Redis is back (after every node had time to resubscribe), in
+/// order and before anything newer; none is dropped.
+#[tokio::test]
+async fn events_accepted_during_an_outage_reach_the_other_node_in_order() {
+    let mut redis = RedisServer::start().await;
+    let a = start_with(node_config(&redis)).await;
+    let b = start_with(node_config(&redis)).await;
+    let (mut here, _) = connect(a.addr, "key1").await;
+    let (mut there, _) = connect(b.addr, "key1").await;
+    subscribe_public(&mut here, "ops").await;
+    subscribe_public(&mut there, "ops").await;
+    redis.kill();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while request(a.addr, "GET", "/ready", b"", &[]).await.status != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "outage not noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 1..=3 {
+        let r = trigger(
+            a.addr,
+            json!({"name": "during", "channel": "ops", "data": i.to_string()}),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(recv(&mut here).await["data"], i.to_string());
+    }
+    redis.restart().await;
+    ready(a.addr).await;
+    let r = trigger(
+        a.addr,
+        json!({"name": "after", "channel": "ops", "data": "4"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(recv(&mut here).await["data"], "4");
+    for want in ["1", "2", "3", "4"] {
+        let f = tokio::time::timeout(Duration::from_secs(10), recv(&mut there))
+            .await
+            .expect("the held events arrive");
+        assert_eq!(f["data"], want, "{f}");
+    }
+    assert_eq!(a.server.state().adapter.publish_stats().2, 0);
+}

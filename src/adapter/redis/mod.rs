@@ -220,13 +220,25 @@ impl Inner {
 
     fn enqueue(&self, item: Out) {
         if self.out.try_send(item).is_err() {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
-            if n.is_power_of_two() {
-                tracing::warn!(
-                    dropped = n + 1,
-                    "Redis publish queue full: broadcasts for other nodes are being dropped"
-                );
-            }
+            self.lost(1, "Redis publish queue full");
+        }
+    }
+
+    /// Counts broadcasts that will not reach the other nodes (`herald_adapter_dropped_total`);
+    /// logs at warn when the total passes a power of two.
+    fn lost(&self, n: u64, why: &'static str) {
+        if n == 0 {
+            return;
+        }
+        let before = self.dropped.fetch_add(n, Ordering::Relaxed);
+        let after = before + n;
+        // A power of two was reached: the bit length grew.
+        if before.leading_zeros() != after.leading_zeros() {
+            tracing::warn!(
+                dropped = after,
+                reason = why,
+                "broadcasts for other nodes dropped"
+            );
         }
     }
 

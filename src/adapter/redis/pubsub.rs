@@ -1,7 +1,7 @@
 //! The adapter's pub/sub tasks: publishing (batched, bounded), keeping this node subscribed to
 //! exactly the channels it has local subscribers for, and applying what other nodes publish.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,47 +40,91 @@ pub enum Out {
 /// Most items sent to Redis in one pipeline.
 const BATCH: usize = 256;
 
-/// Sends queued work in pipelines, in order. Failed batches are dropped (never retried into an
-/// unbounded backlog) and the outage is logged once. On a Redis Cluster a pipeline may only
-/// touch one slot, so the batch is split by slot (order is kept within each slot, hence within
-/// each channel).
+/// How often held work checks whether it may go out.
+const HELD_CHECK: Duration = Duration::from_millis(50);
+
+/// Sends queued work in pipelines, in order. While Redis is unreachable (and until every node
+/// had a node timeout to come back and resubscribe: the settle window), work is held, in
+/// order and bounded by `publish_queue`, then sent before anything newer; what does not fit,
+/// and a batch whose pipeline fails, is dropped, counted and logged. On a Redis Cluster a
+/// pipeline may only touch one slot, so the batch is split by slot (order is kept within each
+/// slot, hence within each channel).
 pub async fn publisher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Out>) {
+    let mut held: VecDeque<Out> = VecDeque::new();
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut link = inner.link();
-        let mut pipes: Vec<(Option<Slot>, redis::Pipeline)> = Vec::new();
-        let cluster = matches!(link, Link::Cluster(_));
-        for item in batch.drain(..) {
-            let slot = cluster.then(|| Slot::for_key(item.routing_key()));
-            let at = match pipes.iter().position(|(s, _)| *s == slot) {
-                Some(at) => at,
-                None => {
-                    pipes.push((slot, redis::pipe()));
-                    pipes.len() - 1
-                }
-            };
-            item.add_to(&mut pipes[at].1, &link);
-        }
-        let mut ok = true;
-        let started = std::time::Instant::now();
-        for (_, pipe) in &pipes {
-            if let Err(e) = pipe.query_async::<()>(&mut link).await {
-                tracing::debug!(error = %e, "publish to Redis failed");
-                ok = false;
+    loop {
+        if held.is_empty() {
+            if rx.recv_many(&mut batch, BATCH).await == 0 {
+                return;
+            }
+        } else {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, BATCH) => if n == 0 { return },
+                _ = tokio::time::sleep(HELD_CHECK) => {}
             }
         }
-        inner
-            .publishes
-            .fetch_add(pipes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        inner
-            .publish_micros
-            .fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
-        inner.mark(ok);
+        let may_send = inner.reachable() && inner.settle.settled();
+        if may_send && held.is_empty() {
+            send(&inner, &mut batch).await;
+            continue;
+        }
+        for item in batch.drain(..) {
+            if held.len() < inner.config.publish_queue {
+                held.push_back(item);
+            } else {
+                inner.lost(u64::from(item.is_broadcast()), "held while Redis was away");
+            }
+        }
+        while may_send && !held.is_empty() {
+            let n = held.len().min(BATCH);
+            batch.extend(held.drain(..n));
+            send(&inner, &mut batch).await;
+        }
     }
 }
 
+/// Sends one batch (emptying it); a failed pipeline's broadcasts are counted as dropped.
+async fn send(inner: &Inner, batch: &mut Vec<Out>) {
+    let mut link = inner.link();
+    let mut pipes: Vec<(Option<Slot>, redis::Pipeline, u64)> = Vec::new();
+    let cluster = matches!(link, Link::Cluster(_));
+    for item in batch.drain(..) {
+        let slot = cluster.then(|| Slot::for_key(item.routing_key()));
+        let at = match pipes.iter().position(|(s, _, _)| *s == slot) {
+            Some(at) => at,
+            None => {
+                pipes.push((slot, redis::pipe(), 0));
+                pipes.len() - 1
+            }
+        };
+        pipes[at].2 += u64::from(item.is_broadcast());
+        item.add_to(&mut pipes[at].1, &link);
+    }
+    let mut ok = true;
+    let started = std::time::Instant::now();
+    for (_, pipe, broadcasts) in &pipes {
+        if let Err(e) = pipe.query_async::<()>(&mut link).await {
+            tracing::debug!(error = %e, "publish to Redis failed");
+            inner.lost(*broadcasts, "publish to Redis failed");
+            ok = false;
+        }
+    }
+    inner
+        .publishes
+        .fetch_add(pipes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    inner
+        .publish_micros
+        .fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+    inner.mark(ok);
+}
+
 impl Out {
+    /// Whether it carries a broadcast (what the dropped count counts).
+    fn is_broadcast(&self) -> bool {
+        matches!(self, Out::Publish { .. })
+    }
+
     /// The key or channel that decides the cluster slot.
     fn routing_key(&self) -> &str {
         match self {
