@@ -114,6 +114,8 @@ fn redis(v: Value, env: Env, report: &mut Report) -> RedisConfig {
     };
     r.set("url", &mut c.url, report);
     r.set("cluster", &mut c.cluster, report);
+    r.set("sentinel", &mut c.sentinel, report);
+    r.set("sentinel_master", &mut c.sentinel_master, report);
     r.set("prefix", &mut c.prefix, report);
     r.set("heartbeat_ms", &mut c.heartbeat_ms, report);
     r.set("node_timeout_ms", &mut c.node_timeout_ms, report);

@@ -209,6 +209,11 @@ pub struct RedisConfig {
     pub url: String,
     /// Seed URLs of a Redis Cluster; when non-empty, `url` is ignored.
     pub cluster: Vec<String>,
+    /// Redis Sentinel URLs (`redis://host:26379`); when non-empty the master is asked of them
+    /// (and asked again after a failover), and `url` only supplies the password and database.
+    pub sentinel: Vec<String>,
+    /// The master's name in Sentinel (`sentinel monitor <name> ...`).
+    pub sentinel_master: String,
     /// Prefix of every key and pub/sub channel, so several deployments can share a Redis.
     pub prefix: String,
     /// Milliseconds between node heartbeats.
@@ -224,6 +229,8 @@ impl Default for RedisConfig {
         RedisConfig {
             url: "redis://127.0.0.1:6379/0".into(),
             cluster: Vec::new(),
+            sentinel: Vec::new(),
+            sentinel_master: "mymaster".into(),
             prefix: "herald".into(),
             heartbeat_ms: 1000,
             node_timeout_ms: 5000,
@@ -238,6 +245,8 @@ impl std::fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &"<redacted>")
             .field("cluster", &self.cluster.len())
+            .field("sentinel", &self.sentinel.len())
+            .field("sentinel_master", &self.sentinel_master)
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }

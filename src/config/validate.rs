@@ -94,6 +94,23 @@ fn redis(c: &Config, report: &mut Report) {
             "URLs must start with redis:// or rediss://",
         );
     }
+    if r.sentinel
+        .iter()
+        .any(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")))
+    {
+        report.key(
+            Part::Redis,
+            at,
+            "sentinel",
+            "URLs must start with redis:// or rediss://",
+        );
+    }
+    if !r.sentinel.is_empty() && !r.cluster.is_empty() {
+        report.table(Part::Redis, at, "sentinel and cluster cannot both be set");
+    }
+    if !r.sentinel.is_empty() && r.sentinel_master.is_empty() {
+        report.key(Part::Redis, at, "sentinel_master", "must not be empty");
+    }
     if r.heartbeat_ms == 0 || r.node_timeout_ms <= 2 * r.heartbeat_ms {
         report.key(
             Part::Redis,

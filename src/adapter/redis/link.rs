@@ -6,6 +6,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
     Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, RedisResult, Value,
 };
@@ -31,8 +32,31 @@ pub enum Link {
 }
 
 impl Link {
-    /// Connects; pub/sub messages go to `push`.
+    /// Connects; pub/sub messages go to `push`. With Sentinel, the current master is asked of
+    /// the sentinels first (so calling this again after a failover finds the promoted one).
     pub async fn connect(cfg: &RedisConfig, push: UnboundedSender<PushInfo>) -> RedisResult<Link> {
+        if !cfg.sentinel.is_empty() {
+            let info = cfg.url.as_str().into_connection_info()?;
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            let mut node =
+                SentinelNodeConnectionInfo::default().set_redis_connection_info(settings);
+            if cfg.url.starts_with("rediss://") {
+                node = node.set_tls_mode(redis::TlsMode::Secure);
+            }
+            let mut sentinel = SentinelClient::build(
+                cfg.sentinel.clone(),
+                cfg.sentinel_master.as_str(),
+                Some(node),
+                SentinelServerType::Master,
+            )?;
+            let client = tokio::time::timeout(CONNECT_TIMEOUT, sentinel.async_get_client())
+                .await
+                .map_err(|_| timed_out("asking Sentinel for the master"))??;
+            return Self::single(client, push).await;
+        }
         if cfg.cluster.is_empty() {
             let info = cfg.url.as_str().into_connection_info()?;
             let settings = info
@@ -40,6 +64,21 @@ impl Link {
                 .clone()
                 .set_protocol(ProtocolVersion::RESP3);
             let client = redis::Client::open(info.set_redis_settings(settings))?;
+            Self::single(client, push).await
+        } else {
+            let client = ClusterClient::builder(cfg.cluster.clone())
+                .use_protocol(ProtocolVersion::RESP3)
+                .push_sender(push)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build()?;
+            Ok(Link::Cluster(client.get_async_connection().await?))
+        }
+    }
+
+    /// A reconnecting, resubscribing connection to one server.
+    async fn single(client: redis::Client, push: UnboundedSender<PushInfo>) -> RedisResult<Link> {
+        {
             let config = ConnectionManagerConfig::new()
                 .set_push_sender(push)
                 .set_automatic_resubscription()
@@ -51,14 +90,6 @@ impl Link {
             Ok(Link::Single(
                 client.get_connection_manager_with_config(config).await?,
             ))
-        } else {
-            let client = ClusterClient::builder(cfg.cluster.clone())
-                .use_protocol(ProtocolVersion::RESP3)
-                .push_sender(push)
-                .connection_timeout(CONNECT_TIMEOUT)
-                .response_timeout(RESPONSE_TIMEOUT)
-                .build()?;
-            Ok(Link::Cluster(client.get_async_connection().await?))
         }
     }
 
@@ -89,6 +120,10 @@ impl Link {
         c.arg(channel).arg(payload);
         c
     }
+}
+
+fn timed_out(what: &'static str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "timed out", what.to_string()))
 }
 
 fn not_connected() -> redis::RedisError {

@@ -118,6 +118,17 @@ pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
             Err(e) => {
                 tracing::debug!(error = %e, "heartbeat failed");
                 inner.mark(false);
+                // With Sentinel the master may have moved: ask again and follow it. The share
+                // is rewritten at the next heartbeat (the node is stale now).
+                if !inner.config.sentinel.is_empty() {
+                    match inner.connect().await {
+                        Ok(()) => tracing::info!(
+                            node = inner.node,
+                            "connected to the master Sentinel names"
+                        ),
+                        Err(e) => tracing::debug!(error = %e, "no master from Sentinel yet"),
+                    }
+                }
             }
         }
     }

@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     names: Names,
     /// The connection; [`Link::Pending`] until the node first reaches Redis.
     link: std::sync::RwLock<Link>,
+    /// Where every connection of this node sends pub/sub messages (kept for reconnects).
+    push: mpsc::UnboundedSender<redis::PushInfo>,
     config: RedisConfig,
     /// Work for the publisher task (bounded: dropped and counted while Redis is away).
     out: mpsc::Sender<Out>,
@@ -98,6 +100,7 @@ impl RedisAdapter {
             node,
             names: Names::new(&config.prefix),
             link: std::sync::RwLock::new(Link::Pending),
+            push: push_tx,
             config,
             out: out_tx,
             subs: subs_tx,
@@ -110,7 +113,7 @@ impl RedisAdapter {
             order: RwLock::new(()),
             settle: Settle::default(),
         });
-        match inner.connect(push_tx.clone()).await {
+        match inner.connect().await {
             Ok(()) => match liveness::heartbeat(&inner).await {
                 Ok(_) => {
                     inner.healthy.store(true, Ordering::Release);
@@ -120,7 +123,7 @@ impl RedisAdapter {
             },
             Err(e) => {
                 inner.not_joined(&e);
-                tokio::spawn(join(inner.clone(), push_tx, shutdown.clone()));
+                tokio::spawn(join(inner.clone(), shutdown.clone()));
             }
         }
         tokio::spawn(pubsub::publisher(inner.clone(), out_rx));
@@ -133,18 +136,14 @@ impl RedisAdapter {
 
 /// Connects with backoff until it succeeds (or shutdown); the heartbeat then finds Redis
 /// reachable and rewrites this node's share.
-async fn join(
-    inner: Arc<Inner>,
-    push: mpsc::UnboundedSender<redis::PushInfo>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn join(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     let mut wait = Duration::from_millis(200);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = crate::state::shutdown_started(&mut shutdown) => return,
         }
-        match inner.connect(push.clone()).await {
+        match inner.connect().await {
             Ok(()) => {
                 tracing::info!(node = inner.node, "joined the cluster through Redis");
                 return;
@@ -165,11 +164,8 @@ impl Inner {
 
     /// Opens the connection and subscribes to the control channel; on success it becomes the
     /// node's link.
-    async fn connect(
-        &self,
-        push: mpsc::UnboundedSender<redis::PushInfo>,
-    ) -> redis::RedisResult<()> {
-        let mut link = Link::connect(&self.config, push).await?;
+    async fn connect(&self) -> redis::RedisResult<()> {
+        let mut link = Link::connect(&self.config, self.push.clone()).await?;
         link.subscribe(&self.names.control()).await?;
         *self
             .link
