@@ -289,9 +289,13 @@ impl Server {
                 "shutdown timeout reached with connections still open"
             );
         }
-        // The closed sockets' departures release their webhook records (and go out if the
-        // receivers are still being served).
-        self.state.webhooks.flush(Duration::from_secs(2)).await;
+        // The closed sockets' departures wait out their grace period (a client reconnecting to
+        // another node cancels them), then go out and release their webhook records.
+        let grace = Duration::from_millis(self.state.config.webhooks.grace_ms);
+        self.state
+            .webhooks
+            .flush(grace + Duration::from_secs(3))
+            .await;
     }
 }
 

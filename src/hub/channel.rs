@@ -27,12 +27,16 @@ pub struct Channel {
     pub(super) count_sent_at: Option<tokio::time::Instant>,
     /// A throttled `subscription_count` is scheduled.
     pub(super) count_pending: bool,
-    /// Broadcasts delivered so far: a deferred cache replay checks that none came in between.
-    pub(super) delivered: u64,
+    /// Cache-filling events delivered so far: a deferred cache replay checks that none came in
+    /// between.
+    pub(super) cached_events: u64,
     /// Sockets given a replayed cached event whose own broadcast may still be on its way: the
-    /// next delivery is skipped for them if it is that very frame.
+    /// next cache-filling delivery is skipped for them if it is that very frame.
     pub(super) replayed: Vec<(SocketId, tokio_tungstenite::tungstenite::Utf8Bytes)>,
 }
+
+/// Remembered replays are pruned of sockets that left once there are this many.
+const REPLAYED_PRUNE_AT: usize = 64;
 
 /// What a subscription changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,6 +79,20 @@ pub enum JoinRefused {
 }
 
 impl Channel {
+    /// Remembers a replayed frame for its socket (see `replayed`), keeping the list bounded by
+    /// the channel's subscribers.
+    pub(super) fn remember_replay(
+        &mut self,
+        id: SocketId,
+        frame: tokio_tungstenite::tungstenite::Utf8Bytes,
+    ) {
+        if self.replayed.len() >= REPLAYED_PRUNE_AT {
+            let subscribers = &self.subscribers;
+            self.replayed.retain(|(s, _)| subscribers.contains_key(s));
+        }
+        self.replayed.push((id, frame));
+    }
+
     /// Number of subscribed sockets.
     pub fn subscription_count(&self) -> usize {
         self.subscribers.len()

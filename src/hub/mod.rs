@@ -232,7 +232,7 @@ impl AppHub {
                 return Err(e);
             }
         };
-        joined.deliveries = ch.delivered;
+        joined.deliveries = ch.cached_events;
         if j.announce {
             let data = match (j.member, j.presence_data) {
                 (Some(_), Some(given)) => given.to_string(),
@@ -241,23 +241,26 @@ impl AppHub {
             };
             j.conn
                 .push(outbound::subscription_succeeded(j.channel, &data).into());
-            if classify(j.channel).cache && j.replay != Replay::Deferred {
-                let cached = match j.replay {
-                    Replay::Local => cache
+            let cached = match j.replay {
+                _ if !classify(j.channel).cache => None,
+                Replay::Local => Some(
+                    cache
                         .get(j.channel, Instant::now())
                         .map(|c| (c.event.clone(), c.data.clone())),
-                    Replay::Given(c) => c,
-                    Replay::Deferred => None,
-                };
-                match cached {
-                    Some((event, data)) => j
-                        .conn
-                        .push(outbound::channel_event(&event, j.channel, &data, None).into()),
-                    None => {
-                        j.conn.push(outbound::cache_miss(j.channel).into());
-                        joined.cache_miss = true;
-                    }
+                ),
+                Replay::Given(c) => Some(c),
+                // Finished by `replay` once fetched.
+                Replay::Deferred => None,
+            };
+            match cached {
+                Some(Some((event, data))) => j
+                    .conn
+                    .push(outbound::channel_event(&event, j.channel, &data, None).into()),
+                Some(None) => {
+                    j.conn.push(outbound::cache_miss(j.channel).into());
+                    joined.cache_miss = true;
                 }
+                None => {}
             }
         }
         Ok(joined)
@@ -279,14 +282,14 @@ impl AppHub {
         let Some(ch) = shard.channels.get_mut(channel) else {
             return false;
         };
-        if ch.delivered != deliveries || !ch.has(conn.id) {
+        if ch.cached_events != deliveries || !ch.has(conn.id) {
             return false;
         }
         match cached {
             Some((event, data)) => {
                 let frame: Utf8Bytes = outbound::channel_event(&event, channel, &data, None).into();
                 conn.push(frame.clone());
-                ch.replayed.push((conn.id, frame));
+                ch.remember_replay(conn.id, frame);
                 false
             }
             None => {
@@ -313,8 +316,18 @@ impl AppHub {
     /// The frame is built once, and the channel stays locked during fan-out so every
     /// subscriber sees the same order.
     pub fn deliver(&self, b: &Broadcast) {
+        self.fan_out(b, true);
+    }
+
+    /// Delivers a broadcast another node published. Its cache entry lives in the cluster store,
+    /// so nothing is stored here; a cached event still counts for deferred replays.
+    pub fn deliver_from_cluster(&self, b: &Broadcast) {
+        self.fan_out(b, false);
+    }
+
+    fn fan_out(&self, b: &Broadcast, store: bool) {
         let mut shard = self.shard(&b.channel);
-        if let Some(ttl) = b.cache_ttl {
+        if let (Some(ttl), true) = (b.cache_ttl, store) {
             shard
                 .cache
                 .put(&b.channel, &b.event, &b.data, ttl, Instant::now());
@@ -323,15 +336,17 @@ impl AppHub {
         let Some(ch) = shard.channels.get_mut(&b.channel) else {
             return;
         };
-        ch.delivered += 1;
         let frame = b.to_frame();
-        if ch.replayed.is_empty() {
+        // Only an event that fills the cache can make a deferred replay stale or duplicate.
+        if b.cache_ttl.is_none() || ch.replayed.is_empty() {
+            ch.cached_events += u64::from(b.cache_ttl.is_some());
             for sub in ch.subscribers() {
                 if Some(sub.id) != b.except {
                     sub.push(frame.clone());
                 }
             }
         } else {
+            ch.cached_events += 1;
             let replayed = std::mem::take(&mut ch.replayed);
             for sub in ch.subscribers() {
                 let duplicate = replayed.iter().any(|(id, f)| *id == sub.id && *f == frame);

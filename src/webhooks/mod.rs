@@ -149,6 +149,9 @@ pub fn start(
         client: sender::client(),
         targets: HashMap::new(),
         counts: HashMap::new(),
+        stop: watch::channel(false).0,
+        graces: 0,
+        flush: None,
     };
     tokio::spawn(d.run(source.rx));
 }
@@ -172,10 +175,19 @@ struct Dispatcher {
     /// (app id, receiver index) → its worker.
     targets: HashMap<(String, usize), Worker>,
     counts: HashMap<(String, String), CountState>,
+    /// Stops the workers' retries once the dispatcher is done (they outlive the server's
+    /// shutdown signal, so the departures of the last closing sockets still go out).
+    stop: watch::Sender<bool>,
+    /// Vacated/removed events waiting out their grace period.
+    graces: usize,
+    /// The server's flush at shutdown, answered once no grace period is pending.
+    flush: Option<oneshot::Sender<()>>,
 }
 
 /// How long the dispatcher keeps handling departures after shutdown started, at most.
 const AFTER_SHUTDOWN: Duration = Duration::from_secs(30);
+/// How long the workers get to send what is queued once the dispatcher is done.
+const WORKERS_DRAIN: Duration = Duration::from_secs(2);
 
 impl Dispatcher {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
@@ -183,26 +195,25 @@ impl Dispatcher {
         let mut stop_by: Option<Instant> = None;
         loop {
             let msg = tokio::select! {
-                m = rx.recv() => match m { Some(m) => m, None => return },
-                // The sockets closing now still emit departures: keep handling them (without
-                // the grace period) until the server flushes, so what they claimed is released.
+                m = rx.recv() => match m { Some(m) => m, None => return self.finish().await },
+                // The sockets closing now still emit departures: keep handling them, grace
+                // periods included, until the server flushes.
                 _ = crate::state::shutdown_started(&mut shutdown), if stop_by.is_none() => {
                     stop_by = Some(Instant::now() + AFTER_SHUTDOWN);
                     continue;
                 }
-                _ = tokio::time::sleep_until(stop_by.unwrap_or_else(Instant::now)), if stop_by.is_some() => return,
+                _ = tokio::time::sleep_until(stop_by.unwrap_or_else(Instant::now)), if stop_by.is_some() => {
+                    return self.finish().await;
+                }
             };
             match msg {
-                Msg::Flush(done) => {
-                    let _ = done.send(());
-                    if stop_by.is_some() {
-                        return;
-                    }
-                }
+                Msg::Flush(done) => self.flush = Some(done),
                 Msg::Restored(app, event) => self.restored(app, event).await,
-                Msg::Event(app, event) if stop_by.is_some() => self.final_event(app, event).await,
                 Msg::Event(app, event) => self.handle(app, event).await,
-                Msg::Graced(app, event) => self.graced(app, event).await,
+                Msg::Graced(app, event) => {
+                    self.graces = self.graces.saturating_sub(1);
+                    self.graced(app, event).await;
+                }
                 Msg::FlushCount(app, channel) => {
                     if let Some(s) = self.counts.get_mut(&(app.clone(), channel.clone())) {
                         s.scheduled = false;
@@ -210,6 +221,9 @@ impl Dispatcher {
                     }
                     self.handle(app, Emitted::SubscriptionCount(channel)).await;
                 }
+            }
+            if self.flush.is_some() && self.graces == 0 {
+                return self.finish().await;
             }
         }
     }
@@ -262,25 +276,20 @@ impl Dispatcher {
         let _ = self.adapter.claim_webhook(&app_id, claim).await;
     }
 
-    /// After shutdown started: departures are decided at once (the node is going away), the
-    /// rest as usual.
-    async fn final_event(&mut self, app_id: String, event: Emitted) {
-        match event {
-            Emitted::Vacated(_) | Emitted::MemberRemoved(..) => {
-                let relevant = self
-                    .apps
-                    .by_id(&app_id)
-                    .is_some_and(|app| relevant(&app, &event));
-                if relevant && !channel_is_internal(event.channel()) {
-                    self.graced(app_id, event).await;
-                }
-            }
-            _ => self.handle(app_id, event).await,
+    /// At shutdown, once nothing waits out a grace period: lets the workers send what they
+    /// have queued (bounded), stops their retries, and answers the server's flush.
+    async fn finish(mut self) {
+        let tasks: Vec<_> = self.targets.drain().map(|(_, w)| w.task).collect();
+        let _ = tokio::time::timeout(WORKERS_DRAIN, futures_util::future::join_all(tasks)).await;
+        let _ = self.stop.send(true);
+        if let Some(done) = self.flush.take() {
+            let _ = done.send(());
         }
     }
 
     /// Vacated and removed wait for the grace period, then come back as [`Msg::Graced`].
-    fn after_grace(&self, app_id: String, event: Emitted) {
+    fn after_grace(&mut self, app_id: String, event: Emitted) {
+        self.graces += 1;
         let tx = self.loopback.clone();
         let grace = Duration::from_millis(self.settings.grace_ms);
         tokio::spawn(async move {
@@ -364,6 +373,13 @@ impl Dispatcher {
                     app: app.id.clone(),
                     dashboard: self.dashboard.clone(),
                 };
+                let task = tokio::spawn(sender::run(
+                    target,
+                    self.client.clone(),
+                    self.stats.clone(),
+                    rx,
+                    self.stop.subscribe(),
+                ));
                 // A replaced worker finishes what it has queued, then stops.
                 self.targets.insert(
                     (app.id.clone(), i),
@@ -372,15 +388,9 @@ impl Dispatcher {
                         key: app.key.clone(),
                         secret: app.secret().to_string(),
                         tx,
+                        task,
                     },
                 );
-                tokio::spawn(sender::run(
-                    target,
-                    self.client.clone(),
-                    self.stats.clone(),
-                    rx,
-                    self.shutdown.clone(),
-                ));
             }
             let Some(worker) = self.targets.get(&(app.id.clone(), i)) else {
                 continue;
@@ -399,6 +409,7 @@ struct Worker {
     /// Compared only, never logged.
     secret: String,
     tx: mpsc::Sender<Value>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// Whether any receiver of the app wants the event or the transition paired with it.

@@ -61,7 +61,7 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs until shutdown or until the dispatcher drops the queue.
+/// Runs until the dispatcher drops the queue (after it is drained) or tells it to stop.
 pub async fn run(
     target: Target,
     client: HttpClient,
@@ -75,6 +75,7 @@ pub async fn run(
     let mut failures = FailureLog::default();
     loop {
         let first = tokio::select! {
+            biased;
             v = rx.recv() => match v { Some(v) => v, None => return },
             _ = crate::state::shutdown_started(&mut shutdown) => return,
         };

@@ -832,3 +832,68 @@ async fn nodes_follow_a_sentinel_failover() {
         json!({"event": "pusher_internal:member_removed", "channel": CH, "data": "{\"user_id\":\"bob\"}"})
     );
 }
+
+/// After Redis lost its data, a leave on a node that has not rewritten its share yet must not
+/// take another node's socket off the counts: U stays a member while its socket on A lives.
+#[tokio::test]
+async fn a_leave_before_the_resync_spares_other_nodes_counts() {
+    let redis = RedisServer::start().await;
+    let a = start_with(node_config(&redis)).await;
+    // B heartbeats rarely, so its leave runs before it notices the loss.
+    let mut cb = node_config(&redis);
+    cb.redis.heartbeat_ms = 3000;
+    cb.redis.node_timeout_ms = 7000;
+    let b = start_with(cb).await;
+    const CH: &str = "presence-lost";
+    let (mut w, sw) = connect(a.addr, "key1").await;
+    subscribe_presence(&mut w, &sw, CH, json!("w"), Value::Null).await;
+    let (mut ua, sua) = connect(a.addr, "key1").await;
+    subscribe_presence(&mut ua, &sua, CH, json!("U"), Value::Null).await;
+    assert_eq!(data_of(&recv(&mut w).await)["user_id"], "U");
+    let (mut ub, sub) = connect(b.addr, "key1").await;
+    subscribe_presence(&mut ub, &sub, CH, json!("U"), Value::Null).await;
+    let mut c = redis.client().await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+    // A rewrites its share at its next heartbeat (200 ms).
+    settle_on(&[a.addr], CH, &["U", "w"]).await;
+    drop(ub);
+    // B's leave, then B's own resync; U must stay a member everywhere.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    settle_on(&[a.addr, b.addr], CH, &["U", "w"]).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    settle_on(&[a.addr, b.addr], CH, &["U", "w"]).await;
+    assert_nothing_queued(&mut w).await;
+    assert_nothing_queued(&mut ua).await;
+}
+
+/// On a presence cache channel the joiner's own member_added (published by the join script)
+/// must not cost it the cached event.
+#[tokio::test]
+async fn presence_cache_joins_on_another_node_get_the_cached_event() {
+    let redis = RedisServer::start().await;
+    let a = start_with(node_config(&redis)).await;
+    let b = start_with(node_config(&redis)).await;
+    const CH: &str = "presence-cache-desk";
+    let r = trigger(
+        a.addr,
+        json!({"name": "status", "channel": CH, "data": "open"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let mut joined = Vec::new();
+    for i in 0..10 {
+        let (mut ws, sid) = connect(b.addr, "key1").await;
+        subscribe_presence(&mut ws, &sid, CH, json!(format!("u{i}")), Value::Null).await;
+        // Member events of the others may come first; the cached event must come.
+        let mut f = recv(&mut ws).await;
+        while f["event"] == "pusher_internal:member_added" {
+            f = recv(&mut ws).await;
+        }
+        assert_eq!(
+            f,
+            json!({"event": "status", "channel": CH, "data": "open"}),
+            "join {i}"
+        );
+        joined.push(ws);
+    }
+}

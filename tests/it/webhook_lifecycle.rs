@@ -210,3 +210,26 @@ async fn shutdown_releases_the_records_of_closed_sockets() {
         json!({"name": "channel_occupied", "channel": "lobby"})
     );
 }
+
+/// The departures of the sockets a shutdown closes still go out as webhooks, after their grace
+/// period, before the server is gone.
+#[tokio::test]
+async fn shutdown_sends_the_departures_of_closed_sockets() {
+    let mut r = Receiver::start().await;
+    let t = start_with(with_hooks(
+        config(),
+        vec![receiver(r.url(), &["channel_occupied", "channel_vacated"])],
+    ))
+    .await;
+    let (mut a, _) = connect(t.addr, "key1").await;
+    subscribe_public(&mut a, "lobby").await;
+    assert_eq!(
+        r.next_event().await,
+        json!({"name": "channel_occupied", "channel": "lobby"})
+    );
+    t.server.shutdown().await;
+    assert_eq!(
+        r.next_event().await,
+        json!({"name": "channel_vacated", "channel": "lobby"})
+    );
+}

@@ -85,6 +85,11 @@ pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(super::reap_every(&inner.config));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let timeout = Duration::from_millis(inner.config.node_timeout_ms);
+    // A node just started does not reap either: after a Redis restart every score is old, and
+    // the other nodes' heartbeats may not have come through yet.
+    let reap_from = tokio::time::Instant::now() + timeout;
+    // Redis forgot this node; kept until a resync succeeds.
+    let mut forgotten = false;
     loop {
         tokio::select! {
             _ = every.tick() => {}
@@ -95,17 +100,20 @@ pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
         match heartbeat(&inner).await {
             Ok(beat) => {
                 inner.mark(true);
+                forgotten |= !beat.known;
                 if inner.stale.load(Ordering::Acquire) || !beat.known {
                     inner.settle.unsettle(timeout);
                     tracing::info!(
                         node = inner.node,
-                        lost = !beat.known,
+                        lost = forgotten,
                         "resubscribing and rewriting this node's share in Redis"
                     );
-                    resync(&inner, !beat.known).await;
+                    if resync(&inner, forgotten).await {
+                        forgotten = false;
+                    }
                 }
                 publish_connection_counts(&inner).await;
-                if !inner.settle.settled() {
+                if !inner.settle.settled() || tokio::time::Instant::now() < reap_from {
                     continue;
                 }
                 for node in beat.dead.into_iter().filter(|n| *n != inner.node) {
@@ -346,7 +354,7 @@ fn desired_share(inner: &Inner) -> String {
 /// Redis was away (then the other nodes hear of it now) or the node had been reaped (everyone
 /// heard it leave). So after a loss of Redis's data the recreated members and users are not
 /// announced again.
-async fn resync(inner: &Inner, forgotten: bool) {
+async fn resync(inner: &Inner, forgotten: bool) -> bool {
     let synced = {
         let _order = inner.order.write().await;
         // Calls failing from here on make the node stale again (and resync at the next beat).
@@ -361,28 +369,38 @@ async fn resync(inner: &Inner, forgotten: bool) {
             .arg(desired_share(inner))
             .invoke_async(&mut link)
             .await;
+        if r.is_ok() {
+            // Before joins resume: a channel joined while stale skipped its SUBSCRIBE, and the
+            // member events scripts publish from now on must reach this node too.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if inner.subs.send(SubCmd::Resubscribe(tx)).is_ok() {
+                let _ = rx.await;
+            }
+        } else {
+            inner.mark(false);
+        }
         r
     };
-    // After the share is in place (joins from now on subscribe themselves).
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if inner.subs.send(SubCmd::Resubscribe(tx)).is_ok() {
-        let _ = rx.await;
-    }
     let synced: Synced = match synced {
         Ok(s) => serde_json::from_str(&s).unwrap_or_default(),
         Err(e) => {
             tracing::warn!(error = %e, "could not rewrite this node's share; will retry");
-            inner.mark(false);
-            return;
+            return false;
         }
     };
-    // Occupancy and membership that Redis had lost are recorded as announced without sending
-    // their webhooks again, so the matching vacated / removed webhooks still go out later.
+    // Arrivals decided here alone while Redis was away could not claim their webhooks then:
+    // they are claimed (and sent) now. Other recreated occupancy and membership was announced
+    // before Redis lost it: recorded as announced without sending, so the matching vacated /
+    // removed webhooks still go out later.
+    let alone = inner.settle.take_arrived();
     for f in &synced.occupied {
         if let [app, channel] = &f[..] {
-            inner
-                .webhooks
-                .restored(app, Emitted::Occupied(channel.clone()));
+            let event = Emitted::Occupied(channel.clone());
+            if alone.contains(f) {
+                inner.webhooks.emit_for(app, event);
+            } else {
+                inner.webhooks.restored(app, event);
+            }
         }
     }
     // Departures wait until every node had time to rewrite its share (this pass unsettled the
@@ -395,18 +413,19 @@ async fn resync(inner: &Inner, forgotten: bool) {
             });
         }
     }
-    let alone = inner.settle.take_arrived();
     let lost_data = forgotten && !synced.reaped;
     for f in &synced.added {
         if let [app, channel, user] = &f[..] {
+            let event = Emitted::MemberAdded(channel.clone(), user.clone());
             if alone.contains(f) {
                 announce_member(inner, app, channel, user, true, false);
-            } else if !lost_data {
-                announce_member(inner, app, channel, user, true, true);
+                inner.webhooks.emit_for(app, event);
+            } else {
+                if !lost_data {
+                    announce_member(inner, app, channel, user, true, true);
+                }
+                inner.webhooks.restored(app, event);
             }
-            inner
-                .webhooks
-                .restored(app, Emitted::MemberAdded(channel.clone(), user.clone()));
         }
     }
     for f in &synced.removed {
@@ -436,6 +455,7 @@ async fn resync(inner: &Inner, forgotten: bool) {
         }
     }
     tracing::info!(node = inner.node, "this node's share was rewritten");
+    true
 }
 
 /// Writes this node's connection count per app, for cluster-wide totals (the dashboard). The

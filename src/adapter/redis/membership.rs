@@ -144,6 +144,9 @@ impl Inner {
                 Ok(joined)
             }
             (Ok(joined), None) => {
+                if joined.occupied {
+                    self.settle.arrived_alone(&[j.app, j.channel]);
+                }
                 if let (true, Some(m)) = (joined.member_added, j.member) {
                     self.settle.arrived_alone(&[j.app, j.channel, &m.user_id]);
                 }

@@ -252,8 +252,10 @@ impl Inner {
     }
 
     /// Publication to the other nodes only (this node's subscribers already have it).
-    fn publish_remote(&self, mut b: Broadcast) {
-        if let Some(ttl) = b.cache_ttl.take() {
+    fn publish_remote(&self, b: Broadcast) {
+        // The TTL travels with the broadcast: receivers count it as a cached event (for
+        // deferred replays) without storing it.
+        if let Some(ttl) = b.cache_ttl {
             let value = serde_json::json!({"event": b.event, "data": b.data}).to_string();
             self.enqueue(Out::Cache {
                 key: self.names.cache(&b.app, &b.channel),

@@ -242,11 +242,8 @@ pub async fn incoming(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<PushInf
         }
         match wire {
             Wire::Member { b } => inner.hub.app(&b.app).deliver(&b),
-            Wire::Broadcast { mut b, .. } => {
-                // The cache lives in Redis; do not keep a copy here.
-                b.cache_ttl = None;
-                inner.hub.app(&b.app).deliver(&b);
-            }
+            // The cache lives in Redis; no copy is kept here.
+            Wire::Broadcast { b, .. } => inner.hub.app(&b.app).deliver_from_cluster(&b),
             Wire::Count {
                 app,
                 channel,

@@ -46,24 +46,29 @@ return {subs, added, members, redis.call('EXISTS', KEYS[1])}
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local function dec(key, field)
+-- Takes one from this node's share first; only if the share held it is the cluster-wide count
+-- lowered too (after lost data, or after this node was reaped, it holds nothing: a leave must
+-- not take another node's socket off the counts).
+local function take(share, sfield, key, field)
+  local mine = redis.call('HINCRBY', share, sfield, -1)
+  if mine <= 0 then redis.call('HDEL', share, sfield) end
+  if mine < 0 then return nil end
   local n = redis.call('HINCRBY', key, field, -1)
   if n <= 0 then redis.call('HDEL', key, field) end
   return n
 end
 local removed = 0
-local subs = dec(KEYS[2], ARGV[1])
-dec(KEYS[3], ARGV[2])
+local subs = take(KEYS[3], ARGV[2], KEYS[2], ARGV[1])
+if not subs then subs = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') end
 if #KEYS == 6 then
-  local n = dec(KEYS[4], ARGV[3])
-  if n <= 0 then redis.call('HDEL', KEYS[5], ARGV[3]) end
+  local n = take(KEYS[6], ARGV[4], KEYS[4], ARGV[3])
+  if n and n <= 0 then redis.call('HDEL', KEYS[5], ARGV[3]) end
   if n == 0 then
     removed = 1
     if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
       redis.call('PUBLISH', ARGV[5], ARGV[6])
     end
   end
-  dec(KEYS[6], ARGV[4])
 end
 if subs < 0 then subs = 0 end
 return {subs, removed, redis.call('EXISTS', KEYS[1])}
@@ -73,15 +78,18 @@ return {subs, removed, redis.call('EXISTS', KEYS[1])}
 
 /// KEYS: this node's `seen` marker, users, node users. ARGV: user, node field, delta (1 or -1).
 /// Returns `{n, known}`: the user's cluster-wide signed-in socket count after the change (-1
-/// when a sign-out found no count: lost data, nothing to announce) and whether Redis knows
-/// this node.
+/// when a sign-out found nothing to take: this node's share did not hold it after lost data or
+/// a reap, or the count was gone) and whether Redis knows this node.
 pub static USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local n = redis.call('HINCRBY', KEYS[2], ARGV[1], tonumber(ARGV[3]))
-if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
-local m = redis.call('HINCRBY', KEYS[3], ARGV[2], tonumber(ARGV[3]))
+local delta = tonumber(ARGV[3])
+local m = redis.call('HINCRBY', KEYS[3], ARGV[2], delta)
 if m <= 0 then redis.call('HDEL', KEYS[3], ARGV[2]) end
+-- A sign-out this node's share does not hold (lost data, reaped) leaves the counts alone.
+if m < 0 then return {-1, redis.call('EXISTS', KEYS[1])} end
+local n = redis.call('HINCRBY', KEYS[2], ARGV[1], delta)
+if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
 if n < 0 then n = -1 end
 return {n, redis.call('EXISTS', KEYS[1])}
 "#,
