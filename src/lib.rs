@@ -65,6 +65,8 @@ pub struct Server {
     addr: SocketAddr,
     dashboard_addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
+    /// The TLS certificate, replaced on reload.
+    certificates: Option<Arc<tls::Certificates>>,
     apps: Arc<ReloadableApps>,
     metrics_addr: Option<SocketAddr>,
     state: Arc<State>,
@@ -165,9 +167,13 @@ impl Server {
             None
         };
         let (guard, drained) = DrainGuard::new();
-        let tls = match &state.config.server.tls {
-            Some(t) => Some(tls::acceptor(t).map_err(StartError::Tls)?),
-            None => None,
+        let (tls, certificates) = match &state.config.server.tls {
+            Some(t) => {
+                let (acceptor, certs) = tls::acceptor(t).map_err(StartError::Tls)?;
+                tokio::spawn(tls::watch(certs.clone(), shutdown_rx.clone()));
+                (Some(acceptor), Some(certs))
+            }
+            None => (None, None),
         };
         // With a separate TLS port the main port stays plain; without one it is TLS only.
         let (main_tls, tls_listener) =
@@ -206,6 +212,7 @@ impl Server {
             addr,
             dashboard_addr,
             tls_addr,
+            certificates,
             apps: reloadable,
             metrics_addr,
             state,
@@ -247,6 +254,7 @@ impl Server {
         Reloader {
             apps: self.apps.clone(),
             state: self.state.clone(),
+            certificates: self.certificates.clone(),
         }
     }
 
@@ -304,6 +312,7 @@ impl Server {
 pub struct Reloader {
     apps: Arc<ReloadableApps>,
     state: Arc<State>,
+    certificates: Option<Arc<tls::Certificates>>,
 }
 
 impl Reloader {
@@ -312,6 +321,15 @@ impl Reloader {
     /// and sockets of removed apps are closed with 4001. Other sections need a restart; the
     /// returned notes say which changed.
     pub fn reload(&self, config: &Config) -> Vec<String> {
+        // The certificate files are read again (a renewal), from the paths in use.
+        if let Some(certs) = &self.certificates {
+            match certs.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate reload refused: the previous certificate stays")
+                }
+            }
+        }
         let gone = self.apps.replace(config);
         for app in &config.apps {
             self.state.hub.app(&app.id).set_removed(false);

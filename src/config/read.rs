@@ -96,10 +96,17 @@ fn server(v: Value, env: Env, report: &mut Report) -> ServerConfig {
             let cert = t.required::<String>("cert", report);
             let key = t.required::<String>("key", report);
             let port = t.get::<u16>("port", report);
+            let mut watch_seconds = super::types::TLS_WATCH_SECONDS;
+            t.set("watch_seconds", &mut watch_seconds, report);
             t.finish(report);
             // Without both files there is nothing to serve TLS with; the problems are recorded.
             if let (Some(cert), Some(key)) = (cert, key) {
-                s.tls = Some(TlsConfig { cert, key, port });
+                s.tls = Some(TlsConfig {
+                    cert,
+                    key,
+                    port,
+                    watch_seconds,
+                });
             }
         }
     }

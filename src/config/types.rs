@@ -60,7 +60,13 @@ pub struct TlsConfig {
     pub key: String,
     /// A separate TLS port; the main port then stays plain. Unset: the main port is TLS only.
     pub port: Option<u16>,
+    /// Seconds between checks of the files' modification times; a change reloads them
+    /// (certbot-style renewals without a signal). 0 turns the check off.
+    pub watch_seconds: u64,
 }
+
+/// Default of [`TlsConfig::watch_seconds`].
+pub const TLS_WATCH_SECONDS: u64 = 60;
 
 impl Default for ServerConfig {
     fn default() -> Self {

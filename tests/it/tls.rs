@@ -22,10 +22,15 @@ struct Certs {
 }
 
 fn self_signed() -> Certs {
+    self_signed_in("default")
+}
+
+/// A new self-signed certificate written to this test's own files (`name`), replacing any.
+fn self_signed_in(name: &str) -> Certs {
     let ck =
         rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .unwrap();
-    let dir = std::env::temp_dir().join(format!("herald-tls-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("herald-tls-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();
@@ -69,6 +74,7 @@ async fn wss_and_https_beside_the_plain_port() {
         cert: certs.cert.clone(),
         key: certs.key.clone(),
         port: Some(0),
+        watch_seconds: 0,
     });
     let t = start_with(c).await;
     let tls_addr = t.server.tls_addr().expect("TLS port");
@@ -163,6 +169,7 @@ async fn broken_certificates_are_reported() {
         cert: "/nonexistent/cert.pem".into(),
         key: "/nonexistent/key.pem".into(),
         port: None,
+        watch_seconds: 0,
     });
     let err = c.validate().unwrap_err();
     assert_eq!(err.problems.len(), 1, "{err}");
@@ -180,6 +187,7 @@ async fn herald_health_probes_a_tls_only_main_port_over_https() {
         cert: certs.cert.clone(),
         key: certs.key.clone(),
         port: None,
+        watch_seconds: 0,
     });
     let t = start_with(c).await;
     let port = t.addr.port();
@@ -213,4 +221,92 @@ async fn herald_health_probes_a_tls_only_main_port_over_https() {
             String::new()
         )
     );
+}
+
+/// A client trusting both certificates, and the end-entity certificate a new handshake got.
+async fn presented(addr: std::net::SocketAddr, trusted: &[&Certs]) -> Vec<u8> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in trusted {
+        roots.add(c.der.clone()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let s = tls_stream(addr, &TlsConnector::from(Arc::new(config))).await;
+    s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// One keep-alive `GET /health` on an open TLS stream.
+async fn health_on(s: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// A reload (what SIGHUP does) serves a renewed certificate to new handshakes; open connections
+/// keep theirs; a broken file is refused and the current certificate stays.
+#[tokio::test]
+async fn a_reload_serves_the_renewed_certificate_and_keeps_open_connections() {
+    let first = self_signed_in("reload");
+    let mut c = config();
+    c.server.tls = Some(TlsConfig {
+        cert: first.cert.clone(),
+        key: first.key.clone(),
+        port: None,
+        watch_seconds: 0,
+    });
+    let t = start_with(c.clone()).await;
+    assert_eq!(presented(t.addr, &[&first]).await, first.der.to_vec());
+    let mut open = tls_stream(t.addr, &connector(&first.der)).await;
+    assert!(health_on(&mut open).await.starts_with("HTTP/1.1 200"));
+
+    let renewed = self_signed_in("reload");
+    assert!(t.server.reload(&c).is_empty());
+    assert_eq!(
+        presented(t.addr, &[&first, &renewed]).await,
+        renewed.der.to_vec()
+    );
+    assert!(health_on(&mut open).await.starts_with("HTTP/1.1 200"));
+
+    std::fs::write(&renewed.cert, "not a certificate").unwrap();
+    t.server.reload(&c);
+    assert_eq!(
+        presented(t.addr, &[&first, &renewed]).await,
+        renewed.der.to_vec()
+    );
+    assert!(health_on(&mut open).await.starts_with("HTTP/1.1 200"));
+}
+
+/// Without any signal, a renewal of the files is noticed by their modification time.
+#[tokio::test]
+async fn renewed_files_are_picked_up_without_a_signal() {
+    let first = self_signed_in("watch");
+    let mut c = config();
+    c.server.tls = Some(TlsConfig {
+        cert: first.cert.clone(),
+        key: first.key.clone(),
+        port: None,
+        watch_seconds: 1,
+    });
+    let t = start_with(c).await;
+    assert_eq!(presented(t.addr, &[&first]).await, first.der.to_vec());
+    // A different modification time for sure, even on coarse file systems.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let renewed = self_signed_in("watch");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while presented(t.addr, &[&first, &renewed]).await != renewed.der.to_vec() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
