@@ -99,7 +99,12 @@ impl Adapter for LocalAdapter {
         ready(Ok(self.hub.app(app).cached(channel)))
     }
 
-    fn claim_webhook<'a>(&'a self, app: &'a str, claim: Claim<'a>) -> BoxFuture<'a, bool> {
+    fn claim_webhook<'a>(
+        &'a self,
+        app: &'a str,
+        claim: Claim<'a>,
+        _queued: &'a [String],
+    ) -> BoxFuture<'a, bool> {
         let hub = self.hub.app(app);
         // Read channel state first: the announced lock is never held while taking a shard lock.
         let r = match claim {

@@ -136,7 +136,42 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<(String, u64)>, AdapterError>>;
 
     /// Whether this node should send the webhook for a transition (recorded as announced).
-    fn claim_webhook<'a>(&'a self, app: &'a str, claim: Claim<'a>) -> BoxFuture<'a, bool>;
+    /// With a durable queue, `queued` (one entry per receiver) is written to it in the same
+    /// atomic step when the claim succeeds.
+    fn claim_webhook<'a>(
+        &'a self,
+        app: &'a str,
+        claim: Claim<'a>,
+        queued: &'a [String],
+    ) -> BoxFuture<'a, bool>;
+
+    /// Whether webhooks go through a durable queue that every node serves ([`Adapter::take_webhooks`]),
+    /// so a node that dies mid-retry is taken over; else they live in this node's memory.
+    fn durable_webhooks(&self) -> bool {
+        false
+    }
+
+    /// Writes webhook entries that need no claim (client events, subscription counts) to the
+    /// durable queue; false if the store is away (the caller counts them as dropped).
+    fn queue_webhooks<'a>(&'a self, _entries: &'a [String]) -> BoxFuture<'a, bool> {
+        Box::pin(std::future::ready(false))
+    }
+
+    /// Webhook entries for this node to deliver: new ones, and ones another node left idle for
+    /// longer than a node timeout (it died mid-retry). `(id, entry)`.
+    fn take_webhooks(&self) -> BoxFuture<'_, Vec<(String, String)>> {
+        Box::pin(std::future::ready(Vec::new()))
+    }
+
+    /// Marks entries as still being worked on here (so no other node takes them over).
+    fn touch_webhooks<'a>(&'a self, _ids: &'a [String]) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Removes delivered (or given up) entries from the queue.
+    fn ack_webhooks<'a>(&'a self, _ids: &'a [String]) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
 
     /// Occupied channels with this prefix and their counts.
     fn channels<'a>(

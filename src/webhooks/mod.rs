@@ -3,6 +3,7 @@
 //! retries. Everything runs in background tasks; the publish path only does a `try_send`.
 
 pub mod body;
+mod route;
 mod sender;
 
 use std::collections::HashMap;
@@ -10,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -173,7 +173,7 @@ struct Dispatcher {
     loopback: mpsc::Sender<Msg>,
     client: sender::HttpClient,
     /// (app id, receiver index) → its worker.
-    targets: HashMap<(String, usize), Worker>,
+    targets: HashMap<(String, usize), route::Worker>,
     counts: HashMap<(String, String), CountState>,
     /// Stops the workers' retries once the dispatcher is done (they outlive the server's
     /// shutdown signal, so the departures of the last closing sockets still go out).
@@ -186,6 +186,8 @@ struct Dispatcher {
 
 /// How long the dispatcher keeps handling departures after shutdown started, at most.
 const AFTER_SHUTDOWN: Duration = Duration::from_secs(30);
+/// How often the durable queue is read (Redis mode).
+const PUMP_EVERY: Duration = Duration::from_millis(100);
 /// How long the workers get to send what is queued once the dispatcher is done.
 const WORKERS_DRAIN: Duration = Duration::from_secs(2);
 
@@ -193,9 +195,16 @@ impl Dispatcher {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut shutdown = self.shutdown.clone();
         let mut stop_by: Option<Instant> = None;
+        let durable = self.adapter.durable_webhooks();
+        let mut pump = tokio::time::interval(PUMP_EVERY);
+        pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let msg = tokio::select! {
                 m = rx.recv() => match m { Some(m) => m, None => return self.finish().await },
+                _ = pump.tick(), if durable => {
+                    self.pump().await;
+                    continue;
+                }
                 // The sockets closing now still emit departures: keep handling them, grace
                 // periods included, until the server flushes.
                 _ = crate::state::shutdown_started(&mut shutdown), if stop_by.is_none() => {
@@ -245,11 +254,6 @@ impl Dispatcher {
             }
             Emitted::ClientEvent { .. } | Emitted::SubscriptionCount(_) => None,
         };
-        if let Some(claim) = claim {
-            if !self.adapter.claim_webhook(&app_id, claim).await {
-                return;
-            }
-        }
         let mut count = 0;
         if let Emitted::SubscriptionCount(channel) = &event {
             match self.count_due(&app_id, channel).await {
@@ -257,7 +261,8 @@ impl Dispatcher {
                 None => return,
             }
         }
-        self.route(&app, &event, count);
+        let wanted = self.wanted(&app, &event, count);
+        self.dispatch(&app, claim, wanted).await;
     }
 
     /// Records a recreated occupancy or membership as announced, sending nothing.
@@ -273,7 +278,7 @@ impl Dispatcher {
             Emitted::MemberAdded(c, u) => Claim::MemberAdded(c, u),
             _ => return,
         };
-        let _ = self.adapter.claim_webhook(&app_id, claim).await;
+        let _ = self.adapter.claim_webhook(&app_id, claim, &[]).await;
     }
 
     /// At shutdown, once nothing waits out a grace period: lets the workers send what they
@@ -309,9 +314,8 @@ impl Dispatcher {
             Emitted::MemberRemoved(c, u) => Claim::MemberRemoved(c, u),
             _ => return,
         };
-        if self.adapter.claim_webhook(&app_id, claim).await {
-            self.route(&app, &event, 0);
-        }
+        let wanted = self.wanted(&app, &event, 0);
+        self.dispatch(&app, Some(claim), wanted).await;
     }
 
     /// Throttles subscription counts of big channels; returns the count to send now.
@@ -347,69 +351,6 @@ impl Dispatcher {
         }
         Some(n)
     }
-
-    /// Hands the event to every receiver that wants it. Workers are keyed by app and receiver
-    /// position and rebuilt when that receiver's settings (URL, headers, filters) or the app's
-    /// key or secret change, so a reload takes effect for the next event.
-    fn route(&mut self, app: &App, event: &Emitted, count: usize) {
-        let json = event.to_json(count);
-        self.targets
-            .retain(|(id, i), _| id != &app.id || *i < app.webhooks.len());
-        for (i, w) in app.webhooks.iter().enumerate() {
-            if !w.wants(event.name(), event.channel()) {
-                continue;
-            }
-            let current = self
-                .targets
-                .get(&(app.id.clone(), i))
-                .is_some_and(|t| t.config == *w && t.key == app.key && t.secret == app.secret());
-            if !current {
-                let (tx, rx) = mpsc::channel(self.settings.queue.max(1));
-                let target = sender::Target {
-                    config: w.clone(),
-                    key: app.key.clone(),
-                    secret: app.secret().to_string(),
-                    settings: self.settings.clone(),
-                    app: app.id.clone(),
-                    dashboard: self.dashboard.clone(),
-                };
-                let task = tokio::spawn(sender::run(
-                    target,
-                    self.client.clone(),
-                    self.stats.clone(),
-                    rx,
-                    self.stop.subscribe(),
-                ));
-                // A replaced worker finishes what it has queued, then stops.
-                self.targets.insert(
-                    (app.id.clone(), i),
-                    Worker {
-                        config: w.clone(),
-                        key: app.key.clone(),
-                        secret: app.secret().to_string(),
-                        tx,
-                        task,
-                    },
-                );
-            }
-            let Some(worker) = self.targets.get(&(app.id.clone(), i)) else {
-                continue;
-            };
-            if worker.tx.try_send(json.clone()).is_err() {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// A receiver's delivery worker and the settings it was built with.
-struct Worker {
-    config: crate::config::WebhookConfig,
-    key: String,
-    /// Compared only, never logged.
-    secret: String,
-    tx: mpsc::Sender<Value>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 /// Whether any receiver of the app wants the event or the transition paired with it.

@@ -49,6 +49,27 @@ pub struct Target {
     pub app: String,
     /// The dashboard's event bus.
     pub dashboard: crate::dashboard::DashboardBus,
+    /// The durable queue the jobs' entries come from (Redis mode): touched while retrying,
+    /// acknowledged once delivered or given up.
+    pub store: Option<Arc<dyn crate::adapter::Adapter>>,
+}
+
+/// One event for a receiver, with its durable queue entry when there is one.
+#[derive(Debug)]
+pub struct Job {
+    /// The event object.
+    pub event: Value,
+    /// Its entry in the durable queue.
+    pub entry: Option<Entry>,
+}
+
+/// A durable queue entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Stable id (the stream entry's), sent as `X-Herald-Webhook-Id`.
+    pub id: String,
+    /// When the transition happened (ms): the retry window runs from here, on any node.
+    pub created_ms: u64,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -66,7 +87,7 @@ pub async fn run(
     target: Target,
     client: HttpClient,
     stats: Arc<Stats>,
-    mut rx: mpsc::Receiver<Value>,
+    mut rx: mpsc::Receiver<Job>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max = target.config.batch_max.max(1);
@@ -89,22 +110,49 @@ pub async fn run(
                 }
             }
         }
-        let payload = body::body(now_ms(), &batch);
-        let events = batch.len();
+        let events: Vec<Value> = batch.iter().map(|j: &Job| j.event.clone()).collect();
+        let ids: Vec<String> = batch
+            .iter()
+            .filter_map(|j| j.entry.as_ref().map(|e| e.id.clone()))
+            .collect();
+        let since = batch
+            .iter()
+            .filter_map(|j| j.entry.as_ref().map(|e| e.created_ms))
+            .min();
         batch.clear();
+        let payload = body::body(now_ms(), &events);
+        let sending = Sending {
+            payload,
+            ids: &ids,
+            since,
+        };
         if !deliver(
             &target,
             &client,
             &stats,
-            payload,
+            sending,
             &mut failures,
             &mut shutdown,
         )
         .await
         {
-            stats.given_up.fetch_add(events as u64, Ordering::Relaxed);
+            stats
+                .given_up
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+        }
+        if let Some(store) = &target.store {
+            store.ack_webhooks(&ids).await;
         }
     }
+}
+
+/// One request body and what it carries.
+struct Sending<'a> {
+    payload: String,
+    /// Durable entries in it.
+    ids: &'a [String],
+    /// The oldest entry's transition time (ms), when durable.
+    since: Option<u64>,
 }
 
 /// Sends one body until a 2xx or the retry window closes; returns whether it was delivered.
@@ -112,14 +160,17 @@ async fn deliver(
     target: &Target,
     client: &HttpClient,
     stats: &Stats,
-    payload: String,
+    sending: Sending<'_>,
     failures: &mut FailureLog,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     let receiver = failure_log::redacted(&target.config.url);
-    let signature = body::signature(&target.secret, &payload);
-    let payload = Bytes::from(payload);
-    let started = Instant::now();
+    let signature = body::signature(&target.secret, &sending.payload);
+    let payload = Bytes::from(sending.payload);
+    let ids = sending.ids.join(",");
+    // The window runs from the transition, also when another node started the retries.
+    let age = Duration::from_millis(sending.since.map_or(0, |t| now_ms().saturating_sub(t)));
+    let started = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
     let window = Duration::from_secs(target.settings.retry_window_secs);
     let timeout = Duration::from_millis(target.settings.timeout_ms);
     let mut backoff = FIRST_BACKOFF;
@@ -127,7 +178,7 @@ async fn deliver(
     loop {
         attempt += 1;
         stats.attempts.fetch_add(1, Ordering::Relaxed);
-        let outcome = match request(target, &payload, &signature) {
+        let outcome = match request(target, &payload, &signature, &ids) {
             Some(req) => match tokio::time::timeout(timeout, client.request(req)).await {
                 Ok(Ok(res)) => {
                     let status = res.status();
@@ -172,6 +223,10 @@ async fn deliver(
                         tracing::debug!(app = %target.app, receiver = %receiver, attempt, reason = %why, "webhook delivery failed; retrying")
                     }
                 }
+                // Still ours: no other node takes these entries over meanwhile.
+                if let Some(store) = &target.store {
+                    store.touch_webhooks(sending.ids).await;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = crate::state::shutdown_started(shutdown) => return false,
@@ -182,7 +237,12 @@ async fn deliver(
     }
 }
 
-fn request(target: &Target, payload: &Bytes, signature: &str) -> Option<Request<Full<Bytes>>> {
+fn request(
+    target: &Target,
+    payload: &Bytes,
+    signature: &str,
+    ids: &str,
+) -> Option<Request<Full<Bytes>>> {
     let mut req = Request::builder()
         .method(Method::POST)
         .uri(&target.config.url)
@@ -191,6 +251,12 @@ fn request(target: &Target, payload: &Bytes, signature: &str) -> Option<Request<
         .header("X-Pusher-Signature", signature)
         .body(Full::new(payload.clone()))
         .ok()?;
+    if !ids.is_empty() {
+        // Stable across retries and nodes: a receiver drops what it already has.
+        if let Ok(v) = HeaderValue::from_str(ids) {
+            req.headers_mut().insert("X-Herald-Webhook-Id", v);
+        }
+    }
     for (k, v) in &target.config.headers {
         let (Ok(k), Ok(v)) = (k.parse::<HeaderName>(), HeaderValue::from_str(v)) else {
             continue;

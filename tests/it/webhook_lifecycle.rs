@@ -233,3 +233,95 @@ async fn shutdown_sends_the_departures_of_closed_sockets() {
         json!({"name": "channel_vacated", "channel": "lobby"})
     );
 }
+
+/// Issue 15: webhooks are durable in Redis mode. Node A claims transitions while the receiver
+/// is down and dies mid-retry (SIGKILL); node B takes its entries over after a node timeout and
+/// delivers them once the receiver is back, with a stable id header.
+#[tokio::test]
+async fn webhooks_of_a_node_killed_mid_retry_are_delivered_by_another() {
+    let redis = RedisServer::start().await;
+    // The receiver's port is reserved now and served only later.
+    let spare = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = spare.local_addr().unwrap();
+    drop(spare);
+    let url = format!("http://{hook_addr}/hooks");
+    let port = crate::redis_server::free_port();
+    let file = write_config(&format!("durable-{port}.toml"), "");
+    let toml = format!(
+        "adapter = \"redis\"\n[metrics]\nenabled = false\n[server]\nport = {port}\n\
+         [redis]\nurl = \"{}\"\nheartbeat_ms = 200\nnode_timeout_ms = 1000\n\
+         [webhooks]\ngrace_ms = {GRACE_MS}\nretry_window_secs = 60\n\
+         [[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n\
+         [[apps.webhooks]]\nurl = \"{url}\"\nevents = [\"channel_occupied\"]\n",
+        redis.url()
+    );
+    std::fs::write(&file, toml).unwrap();
+    let mut a = crate::spawned::Spawned::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("--config")
+            .arg(&file)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let a_addr = wait_listening(port).await;
+
+    let (mut ws, _) = connect(a_addr, "key1").await;
+    subscribe_public(&mut ws, "first").await;
+    subscribe_public(&mut ws, "second").await;
+    // Wait until node A holds both entries (read, not acknowledged: it is retrying them).
+    let mut conn = redis.client().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let pending: redis::Value = redis::cmd("XPENDING")
+            .arg("{herald}:wh:queue")
+            .arg("herald")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let n = match &pending {
+            redis::Value::Array(v) => match v.first() {
+                Some(redis::Value::Int(n)) => *n,
+                _ => 0,
+            },
+            _ => 0,
+        };
+        if n >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node A never took the entries"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.child().kill().unwrap();
+    a.child().wait().unwrap();
+    // Node B only starts now: whatever it delivers, it took over from A.
+    let mut c = config();
+    c.adapter = AdapterKind::Redis;
+    c.redis.url = redis.url();
+    c.redis.heartbeat_ms = 200;
+    c.redis.node_timeout_ms = 1000;
+    c.webhooks.retry_window_secs = 60;
+    let _b = start_with(with_hooks(c, vec![receiver(url, &["channel_occupied"])])).await;
+    let mut r = Receiver::start_on(tokio::net::TcpListener::bind(hook_addr).await.unwrap());
+    let mut got = std::collections::BTreeSet::new();
+    let mut ids = std::collections::BTreeSet::new();
+    while got.len() < 2 {
+        let h = tokio::time::timeout(Duration::from_secs(15), r.next())
+            .await
+            .expect("the webhooks arrive through node B");
+        h.assert_signed("key1", "secret1");
+        let id = h.headers.get("x-herald-webhook-id").expect("an id header");
+        ids.insert(id.to_str().unwrap().to_string());
+        for e in h.events() {
+            got.insert(e["channel"].as_str().unwrap().to_string());
+            assert_eq!(e["name"], "channel_occupied");
+        }
+    }
+    assert_eq!(got.into_iter().collect::<Vec<_>>(), ["first", "second"]);
+    assert!(!ids.is_empty());
+}

@@ -16,6 +16,7 @@ mod pubsub;
 mod queries;
 mod scripts;
 mod settle;
+mod webhook_queue;
 mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -414,8 +415,33 @@ impl Adapter for RedisAdapter {
         Box::pin(self.inner.cached(app, channel))
     }
 
-    fn claim_webhook<'a>(&'a self, app: &'a str, claim: Claim<'a>) -> BoxFuture<'a, bool> {
-        Box::pin(self.inner.claim(app, claim))
+    fn claim_webhook<'a>(
+        &'a self,
+        app: &'a str,
+        claim: Claim<'a>,
+        queued: &'a [String],
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(self.inner.claim(app, claim, queued))
+    }
+
+    fn durable_webhooks(&self) -> bool {
+        true
+    }
+
+    fn queue_webhooks<'a>(&'a self, entries: &'a [String]) -> BoxFuture<'a, bool> {
+        Box::pin(self.inner.queue_webhooks(entries))
+    }
+
+    fn take_webhooks(&self) -> BoxFuture<'_, Vec<(String, String)>> {
+        Box::pin(self.inner.take_webhooks())
+    }
+
+    fn touch_webhooks<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, ()> {
+        Box::pin(self.inner.touch_webhooks(ids))
+    }
+
+    fn ack_webhooks<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, ()> {
+        Box::pin(self.inner.ack_webhooks(ids))
     }
 
     fn channels<'a>(

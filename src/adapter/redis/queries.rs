@@ -64,8 +64,9 @@ impl Inner {
         Ok(Some((data, ttl)))
     }
 
-    /// Whether this node should send the webhook of a transition (recorded as announced).
-    pub(super) async fn claim(&self, app: &str, claim: Claim<'_>) -> bool {
+    /// Whether this node should send the webhook of a transition (recorded as announced); the
+    /// `queued` entries go to the webhook stream in the same step when it should.
+    pub(super) async fn claim(&self, app: &str, claim: Claim<'_>, queued: &[String]) -> bool {
         let n = &self.names;
         let (kind, item, keys) = match claim {
             Claim::Occupied(c) => ("occupied", c, vec![n.announced(app, "occ")]),
@@ -82,13 +83,15 @@ impl Inner {
         for k in keys {
             script.key(k);
         }
+        script.arg(kind).arg(item);
+        if !queued.is_empty() {
+            script.key(n.webhooks());
+            for e in queued {
+                script.arg(e);
+            }
+        }
         let mut link = self.link();
-        match script
-            .arg(kind)
-            .arg(item)
-            .invoke_async::<i64>(&mut link)
-            .await
-        {
+        match script.invoke_async::<i64>(&mut link).await {
             Ok(r) => r == 1,
             Err(e) => {
                 tracing::debug!(error = %e, "webhook claim failed");

@@ -227,19 +227,27 @@ return out
 /// - `removed` KEYS: announced-members set, presence → if gone now, SREM user
 /// - `miss` KEYS: announced-misses set → SADD channel
 ///
-/// Returns 1 when this node should send the webhook.
+/// Returns 1 when this node should send the webhook. With ARGV[3..] (durable webhooks), the
+/// last KEY is the webhook stream and each of those entries is added to it when the claim
+/// succeeds, in the same step.
 pub static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local kind, item = ARGV[1], ARGV[2]
+local won
 if kind == 'vacated' then
   if tonumber(redis.call('HGET', KEYS[2], item) or '0') > 0 then return 0 end
-  return redis.call('SREM', KEYS[1], item)
+  won = redis.call('SREM', KEYS[1], item)
 elseif kind == 'removed' then
   if redis.call('HEXISTS', KEYS[2], item) == 1 then return 0 end
-  return redis.call('SREM', KEYS[1], item)
+  won = redis.call('SREM', KEYS[1], item)
+else
+  won = redis.call('SADD', KEYS[1], item)
 end
-return redis.call('SADD', KEYS[1], item)
+if won == 1 then
+  for i = 3, #ARGV do redis.call('XADD', KEYS[#KEYS], '*', 'e', ARGV[i]) end
+end
+return won
 "#,
     )
 });

@@ -139,6 +139,12 @@ impl Names {
         format!("{}:wh:{kind}:{app}", self.tag)
     }
 
+    /// The stream of webhook entries waiting for delivery (durable webhooks), and its
+    /// consumer group.
+    pub fn webhooks(&self) -> String {
+        format!("{}:wh:queue", self.tag)
+    }
+
     /// The cached event of a cache channel.
     pub fn cache(&self, app: &str, channel: &str) -> String {
         format!("{}:cache:{app}:{channel}", self.tag)
