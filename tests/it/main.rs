@@ -14,6 +14,7 @@ mod connection;
 mod dashboard;
 mod liveness;
 mod metrics;
+mod netfault;
 mod presence;
 mod process;
 mod redis_server;
