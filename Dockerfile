@@ -7,6 +7,7 @@
 #                  target/release/herald from the build context instead (built on a host with the
 #                  runtime image's glibc or older, e.g. Debian bookworm; needs BuildKit, which
 #                  skips the stage that is not used). tests/docker/smoke builds it that way.
+# The default build works with BuildKit and with the legacy builder (DOCKER_BUILDKIT=0).
 ARG RUST_IMAGE=rust:1-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 ARG HERALD_BINARY=build
@@ -19,7 +20,9 @@ COPY benches ./benches
 RUN cargo build --release --locked --bin herald
 
 FROM scratch AS prebuilt
-COPY target/release/herald /src/target/release/herald
+# (Cargo.toml rides along: the legacy builder builds every stage, and a COPY whose only source is
+# missing would fail the default build where no binary was built)
+COPY Cargo.toml target/release/herald* /src/target/release/
 
 FROM ${HERALD_BINARY} AS binary
 
