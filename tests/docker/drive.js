@@ -251,8 +251,9 @@ async function main() {
     'node A’s clients reconnected through nginx and resubscribed',
     30_000,
   );
-  const noticed = movers.map((c) => c.states.find((s) => s.t >= tKill && s.state !== 'connected').t);
-  const gaps = movers.map((c, i) => resubscribed[i] - noticed[i]);
+  // from docker kill to resubscribed on node B: pusher-js itself waits 1 s after a lost connection
+  // before it reconnects; a reconnect that nginx tries on the dead node first adds its connect
+  // timeout
   const fromKill = resubscribed.map((t) => t - tKill);
   for (const c of movers) {
     assert.equal(c.p.connection.state, 'connected');
@@ -260,8 +261,8 @@ async function main() {
   }
   const nowConnections = await connections('b');
   assert.equal(nowConnections, onB.length + movers.length, `node B's connections after the reconnects`);
-  log(`node A's clients back on node B through nginx: gap ${gaps.join(', ')} ms (lost → resubscribed); ${fromKill.join(', ')} ms after the kill`);
-  results['reconnect gap'] = `${Math.max(...gaps)} ms worst, ${Math.min(...gaps)} ms best (pusher-js: connection lost → resubscribed through nginx on the other node); ${Math.max(...fromKill)} ms from docker kill (which took ${killMs} ms) to resubscribed`;
+  log(`node A's clients back on node B through nginx, resubscribed ${fromKill.join(', ')} ms after docker kill`);
+  results['reconnect gap'] = `${Math.min(...fromKill)} to ${Math.max(...fromKill)} ms from docker kill to resubscribed on the other node (pusher-js waits 1 s before reconnecting; nginx's 2 s connect timeout when it tries the dead node first)`;
 
   // nginx still sends every other new connection to node A's vanished address until it marks it
   // failed: requests must not wait long for that (nginx's default connect timeout is 60 s)
