@@ -390,6 +390,12 @@ fn compose_example_config_passes_check_config() {
     ))
     .unwrap();
     assert!(compose.contains("./deploy/herald.toml:/etc/herald/config.toml"));
+    // every service restarts; the nodes wait for a healthy Redis and nginx for healthy nodes
+    // (tests/docker/smoke runs the file for real where a Docker daemon can run)
+    assert_eq!(compose.matches("restart: unless-stopped").count(), 3);
+    assert_eq!(compose.matches("condition: service_healthy").count(), 3);
+    assert!(compose.contains(r#"test: ["CMD", "redis-cli", "ping"]"#));
+    assert!(compose.contains("stop_grace_period: 15s"));
     let dockerfile =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
     assert!(dockerfile.contains("/etc/herald/config.toml") && dockerfile.contains("USER herald"));
