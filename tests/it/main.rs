@@ -12,6 +12,7 @@ mod cluster_faults;
 mod compat;
 mod connection;
 mod dashboard;
+mod http_fallback;
 mod liveness;
 mod metrics;
 mod presence;
