@@ -13,6 +13,7 @@ mod compat;
 mod connection;
 mod dashboard;
 mod http_fallback;
+mod http_fallback_cluster;
 mod liveness;
 mod metrics;
 mod presence;
