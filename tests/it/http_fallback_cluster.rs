@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::cluster::node_config;
 use crate::common::{self, WAIT};
-use crate::http_fallback::{open_stream, send, xhr_send};
+use crate::fallback_client::{open_stream, send, xhr_send};
 use crate::redis_server::RedisServer;
 
 #[tokio::test]
