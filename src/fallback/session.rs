@@ -246,6 +246,9 @@ impl Transport for HttpSession {
                     None => std::future::pending().await,
                 }
             };
+            // A stream past pusher-js's limit gets nothing more, heartbeats included: it waits
+            // for the client to reopen it.
+            let beats = self.writable() && self.pending.is_empty();
             let heartbeat_at = self.last_write + self.timing.heartbeat;
             let expires_at = self.idle_since + self.timing.expiry;
             tokio::select! {
@@ -265,7 +268,7 @@ impl Transport for HttpSession {
                     }
                 },
                 () = receive_ended => self.end_receive(),
-                () = tokio::time::sleep_until(heartbeat_at), if open.is_some() => {
+                () = tokio::time::sleep_until(heartbeat_at), if beats => {
                     self.pending.push_str(frames::HEARTBEAT);
                     return Event::Idle;
                 }
@@ -295,7 +298,9 @@ impl Transport for HttpSession {
     }
 
     async fn ping(&mut self) -> WriteResult {
-        self.pending.push_str(frames::HEARTBEAT);
+        if self.pending.is_empty() {
+            self.pending.push_str(frames::HEARTBEAT);
+        }
         self.deliver(None).await
     }
 

@@ -260,3 +260,48 @@ async fn client_events_between_http_and_websocket() {
     assert_eq!(got["event"], "client-hi");
     assert_eq!(got["data"], json!({"from": "ws"}).to_string());
 }
+
+#[tokio::test]
+async fn a_full_stream_gets_no_heartbeats_and_the_next_one_starts_with_messages() {
+    let mut c = common::config();
+    c.server.http_heartbeat = 1;
+    let t = common::start_with(c).await;
+    let s = session(15);
+    let (mut stream, _) = open_stream(t.addr, &s).await;
+    send(
+        t.addr,
+        &s,
+        json!({"event": "pusher:subscribe", "data": {"channel": "full"}}),
+    )
+    .await;
+    assert_eq!(stream.message().await, subscribed("full"));
+    let payload = "y".repeat(2000);
+    let total = 140;
+    for i in 0..total {
+        common::trigger(
+            t.addr,
+            json!({"name": "e", "channel": "full", "data": format!("{i}:{payload}")}),
+        )
+        .await;
+    }
+    let mut got = Vec::new();
+    while stream.read <= 256 * 1024 {
+        got.extend(stream.messages().await);
+    }
+    assert!(got.len() < total);
+    let full_at = stream.read;
+    // Two heartbeat intervals pass while the client has not reopened yet.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut next = receive(t.addr, &format!("{s}/xhr_streaming"), None).await;
+    assert_eq!(stream.next().await, None);
+    assert_eq!(stream.read, full_at, "nothing written past the limit");
+    let first = next.frame().await;
+    assert!(first.starts_with("a["), "{first}");
+    got.extend(messages(&first));
+    while got.len() < total {
+        got.extend(next.messages().await);
+    }
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m["data"], format!("{i}:{payload}"));
+    }
+}
