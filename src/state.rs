@@ -104,7 +104,7 @@ impl State {
         self.connections.release();
     }
 
-    /// Open WebSocket connections on this node.
+    /// Open connections (WebSockets and HTTP-fallback sessions) on this node.
     pub fn connection_count(&self) -> usize {
         self.connections.get()
     }

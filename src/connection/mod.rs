@@ -22,7 +22,8 @@ use session::Session;
 pub use transport::{Event, Transport, WriteResult};
 pub use websocket::{ws_config, WebSocket};
 
-/// What the HTTP layer learned from the upgrade request.
+/// What the HTTP layer learned from the upgrade request (or from an HTTP session's first
+/// receive request).
 #[derive(Debug, Clone)]
 pub struct Upgrade {
     /// The app key from `/app/{key}`; `None` if the path did not match.
