@@ -8,7 +8,8 @@
 //! | [`protocol`] | frames in and out, channel kinds and name rules, error/close codes, presence data; pure, no I/O |
 //! | [`auth`] | channel-auth, sign-in, REST request and webhook signatures; constant-time checks |
 //! | [`app`] | the registry of apps by id and by key, with their limits |
-//! | [`connection`] | one WebSocket: handshake checks, read/write loop, outbox, liveness, its session state |
+//! | [`connection`] | one connection, whatever carries it: handshake checks, the loop over a [`connection::Transport`], outbox, liveness, its session state; the WebSocket transport |
+//! | [`fallback`] | the HTTP transport of pusher-js (`xhr_streaming`, `xhr_polling`): sessions, framing, CORS |
 //! | [`metrics`] | counters and gauges, rendered for Prometheus on their own listener |
 //! | [`limit`] | a counter with an optional cap (connections per node and per app) |
 //! | [`outbox`] | a connection's bounded frame queue and its slow-consumer eviction signal |
@@ -32,6 +33,7 @@ pub mod broadcast;
 pub mod config;
 pub mod connection;
 pub mod dashboard;
+pub mod fallback;
 pub mod http;
 pub mod hub;
 pub mod limit;

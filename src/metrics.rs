@@ -83,8 +83,10 @@ impl Metrics {
             );
         };
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let _ = writeln!(out, "# HELP herald_connections Open WebSocket connections on this node.\n# TYPE herald_connections gauge");
+        let _ = writeln!(out, "# HELP herald_connections Open connections on this node (WebSockets and HTTP-fallback sessions).\n# TYPE herald_connections gauge");
         let _ = writeln!(out, "herald_connections {}", state.connection_count());
+        let _ = writeln!(out, "# HELP herald_http_sessions Open HTTP-fallback sessions (xhr_streaming, xhr_polling) on this node, included in herald_connections.\n# TYPE herald_http_sessions gauge");
+        let _ = writeln!(out, "herald_http_sessions {}", state.sessions.len());
         let mut channels = 0usize;
         let mut members = 0usize;
         let _ = writeln!(out, "# HELP herald_app_connections Open WebSocket connections by app.\n# TYPE herald_app_connections gauge");

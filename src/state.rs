@@ -43,7 +43,9 @@ pub struct State {
     pub shutdown: watch::Receiver<bool>,
     /// Flips to `true` when the node starts draining (not ready; sockets closed gradually).
     pub draining: watch::Receiver<bool>,
-    /// WebSocket connections open on this node.
+    /// HTTP-fallback sessions open on this node.
+    pub sessions: Arc<crate::fallback::Sessions>,
+    /// Connections (WebSockets and HTTP sessions) open on this node.
     connections: CappedCounter,
 }
 
@@ -71,6 +73,7 @@ impl State {
             ids,
             shutdown,
             draining,
+            sessions: Arc::default(),
             connections: CappedCounter::default(),
         }
     }
@@ -101,7 +104,7 @@ impl State {
         self.connections.release();
     }
 
-    /// Open WebSocket connections on this node.
+    /// Open connections (WebSockets and HTTP-fallback sessions) on this node.
     pub fn connection_count(&self) -> usize {
         self.connections.get()
     }

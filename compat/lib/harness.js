@@ -62,9 +62,10 @@ function tomlString(s) {
  *  - apps: the app table; an app's optional `toml` string is appended inside its [[apps]] entry
  *    (e.g. `enable_watchlist_events = true`, or `[[apps.webhooks]]` sub-tables)
  *  - topLevelToml: keys that must precede every table (e.g. `adapter = "redis"`)
+ *  - serverToml: more keys of the [server] table (e.g. `http_session_timeout = 1`)
  *  - extraToml: more top-level tables after the apps (e.g. `[redis]`, `[webhooks]`)
  */
-function configToml(apps, { topLevelToml = '', extraToml = '' } = {}) {
+function configToml(apps, { topLevelToml = '', serverToml = '', extraToml = '' } = {}) {
   const lines = [];
   if (topLevelToml) lines.push(topLevelToml, '');
   lines.push(
@@ -73,6 +74,7 @@ function configToml(apps, { topLevelToml = '', extraToml = '' } = {}) {
     'shutdown_timeout = 2',
     '',
   );
+  if (serverToml) lines.push(serverToml, '');
   for (const a of Object.values(apps)) {
     lines.push(
       '[[apps]]',

@@ -165,7 +165,7 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::TooLarge(format!("Request body is larger than {max} bytes"));
     let declared = req
         .headers()

@@ -91,6 +91,8 @@ fn server(v: Value, env: Env, report: &mut Report) -> ServerConfig {
     r.set("max_connections", &mut s.max_connections, report);
     r.set("shutdown_timeout", &mut s.shutdown_timeout, report);
     r.set("drain_seconds", &mut s.drain_seconds, report);
+    r.set("http_session_timeout", &mut s.http_session_timeout, report);
+    r.set("http_heartbeat", &mut s.http_heartbeat, report);
     if let Some(v) = r.take_raw("tls") {
         if let Some(mut t) = Reader::new(Part::Server, "[server.tls]", v, env, report) {
             let cert = t.required::<String>("cert", report);

@@ -47,6 +47,11 @@ pub struct ServerConfig {
     /// Seconds over which a draining node (SIGTERM) closes its sockets, spread evenly, with
     /// 4100 so clients back off and reconnect elsewhere.
     pub drain_seconds: u64,
+    /// Seconds an HTTP-fallback session may go without an open receive request before it
+    /// ends like a vanished WebSocket (1006).
+    pub http_session_timeout: u64,
+    /// Seconds of silence after which an open HTTP-fallback receive request gets a heartbeat.
+    pub http_heartbeat: u64,
     /// `[server.tls]`: serve `wss://` and HTTPS.
     pub tls: Option<TlsConfig>,
 }
@@ -81,6 +86,8 @@ impl Default for ServerConfig {
             max_connections: 0,
             shutdown_timeout: 5,
             drain_seconds: 10,
+            http_session_timeout: 30,
+            http_heartbeat: 25,
             tls: None,
         }
     }

@@ -38,6 +38,8 @@ fn server(s: &ServerConfig, report: &mut Report) {
         ("activity_timeout", s.activity_timeout),
         ("pong_timeout", s.pong_timeout),
         ("handshake_timeout", s.handshake_timeout),
+        ("http_session_timeout", s.http_session_timeout),
+        ("http_heartbeat", s.http_heartbeat),
     ] {
         if v == 0 {
             report.key(Part::Server, at, key, "must be at least 1 second");

@@ -1,37 +1,29 @@
-//! One WebSocket connection: handshake checks, the read/write loop over socket, outbox and
-//! liveness timer, and closing with a Pusher code.
+//! One client connection, whatever carries it: handshake checks, the loop over transport,
+//! outbox and liveness timer, and closing with a Pusher code. The WebSocket and the HTTP
+//! session ([`crate::fallback`]) are two [`Transport`]s driving this same loop.
 
 pub mod harness;
 mod session;
+pub mod transport;
+mod websocket;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::error::ProtocolError as WsProtocolError;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
-
-use std::sync::atomic::Ordering;
 
 use crate::app::App;
-use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::protocol::codes::{check_protocol, pusher_error_code, CloseReason};
+use crate::protocol::codes::{check_protocol, CloseReason};
 use crate::protocol::outbound;
 use crate::state::State;
 use session::Session;
+pub use transport::{Event, Transport, WriteResult};
+pub use websocket::{ws_config, WebSocket};
 
-/// Frames written per flush when the outbox has a backlog.
-const WRITE_BATCH: usize = 64;
-/// How long a closing handshake may take before the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What the HTTP layer learned from the upgrade request.
+/// What the HTTP layer learned from the upgrade request (or from an HTTP session's first
+/// receive request).
 #[derive(Debug, Clone)]
 pub struct Upgrade {
     /// The app key from `/app/{key}`; `None` if the path did not match.
@@ -40,30 +32,13 @@ pub struct Upgrade {
     pub protocol: Option<String>,
 }
 
-/// Bytes read per socket read. Clients send small frames (subscribe, pings, client events), and
-/// the buffer is allocated up front for every connection, so it is kept small.
-const READ_BUFFER: usize = 256;
-
-/// WebSocket settings for small idle connections with bounded inbound messages.
-pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(1024 * 1024)
-        .max_message_size(Some(max_message_bytes))
-        .max_frame_size(Some(max_message_bytes))
-}
-
-/// Runs a connection from upgrade to close.
-pub async fn serve<S>(mut ws: WebSocketStream<S>, up: Upgrade, state: Arc<State>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// Runs a connection from its first request to close.
+pub async fn serve<T: Transport>(mut transport: T, up: Upgrade, state: Arc<State>) {
     let app = match admit(&state, &up) {
         Ok(app) => app,
         Err(reason) => {
             tracing::debug!(code = reason.code(), key = ?up.key, "connection refused");
-            Box::pin(close(&mut ws, reason.code(), reason.message())).await;
+            Box::pin(transport.close(reason.code(), reason.message())).await;
             return;
         }
     };
@@ -74,7 +49,7 @@ where
         state.remove_connection();
         let r = CloseReason::OverQuota;
         tracing::warn!(app = %app.id, "app over connection quota");
-        Box::pin(close(&mut ws, r.code(), r.message())).await;
+        Box::pin(transport.close(r.code(), r.message())).await;
         return;
     }
     state
@@ -89,7 +64,14 @@ where
     let outbox = Arc::new(outbox);
     tracing::debug!(app = %app.id, socket_id = %id, "connection opened");
     let mut session = Session::new(state.clone(), app.clone(), outbox.clone());
-    let reason = run(&mut ws, &state, &mut session, &outbox, app_hub.removed()).await;
+    let reason = run(
+        &mut transport,
+        &state,
+        &mut session,
+        &outbox,
+        app_hub.removed(),
+    )
+    .await;
     // Leave every channel before the (possibly slow) closing handshake, so counts and presence
     // are right at once.
     Box::pin(session.close()).await;
@@ -104,7 +86,7 @@ where
     match reason {
         Some(r) if r.sends_close_frame() => {
             tracing::debug!(app = %app.id, socket_id = %id, code = r.code(), "closing connection");
-            Box::pin(close(&mut ws, r.code(), r.message())).await;
+            Box::pin(transport.close(r.code(), r.message())).await;
         }
         Some(_) => tracing::debug!(app = %app.id, socket_id = %id, "connection lost"),
         None => tracing::debug!(app = %app.id, socket_id = %id, "connection closed by client"),
@@ -134,16 +116,13 @@ fn admit(state: &State, up: &Upgrade) -> Result<Arc<App>, CloseReason> {
 }
 
 /// The connection loop; returns why it ended, or `None` if the client closed it.
-async fn run<S>(
-    ws: &mut WebSocketStream<S>,
+async fn run<T: Transport>(
+    transport: &mut T,
     state: &State,
     session: &mut Session,
     outbox: &Arc<Outbox>,
     mut removed: tokio::sync::watch::Receiver<bool>,
-) -> Option<CloseReason>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Option<CloseReason> {
     let server = &state.config.server;
     let activity = Duration::from_secs(server.activity_timeout);
     // Also the stall limit: no single write may take longer than a ping may go unanswered.
@@ -177,7 +156,7 @@ where
         .metrics
         .bytes_out
         .fetch_add(hello.len() as u64, Ordering::Relaxed);
-    bounded!(ws.send(Message::Text(hello.into())));
+    bounded!(transport.send_text(hello.into()));
     let mut last_seen = Instant::now();
     let mut pinged = false;
     let timer = tokio::time::sleep_until(last_seen + activity);
@@ -193,57 +172,44 @@ where
             () = &mut signin_timer, if signin_deadline.is_some() && !session.is_authorized() => {
                 return Some(CloseReason::NotAuthorizedInTime);
             }
-            msg = ws.next() => {
-                let msg = match msg {
-                    None => return None,
-                    Some(Ok(m)) => m,
-                    Some(Err(WsError::Capacity(e))) => {
-                        tracing::debug!(socket_id = %outbox.id, error = %e, "inbound message too big");
-                        return Some(CloseReason::MessageTooBig);
+            event = transport.recv() => {
+                let text = match event {
+                    Event::End(reason) => {
+                        if transport.wants_write() {
+                            bounded!(transport.write(outbox, &state.metrics));
+                        }
+                        return reason;
                     }
-                    Some(Err(WsError::Utf8(e))) => {
-                        tracing::debug!(socket_id = %outbox.id, error = %e, "text frame is not UTF-8");
-                        return Some(CloseReason::InvalidUtf8);
+                    Event::Idle => None,
+                    Event::Activity => {
+                        last_seen = Instant::now();
+                        pinged = false;
+                        None
                     }
-                    Some(Err(e @ (WsError::Io(_) | WsError::Protocol(WsProtocolError::ResetWithoutClosingHandshake)))) => {
-                        tracing::debug!(socket_id = %outbox.id, error = %e, "client vanished");
-                        return Some(CloseReason::Abnormal);
-                    }
-                    Some(Err(WsError::Protocol(e))) => {
-                        tracing::debug!(socket_id = %outbox.id, error = %e, "WebSocket protocol error");
-                        return Some(CloseReason::ProtocolViolation);
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(socket_id = %outbox.id, error = %e, "socket error");
-                        return None;
+                    Event::Text(t) => {
+                        last_seen = Instant::now();
+                        pinged = false;
+                        Some(t)
                     }
                 };
-                last_seen = Instant::now();
-                pinged = false;
-                match msg {
+                if let Some(t) = text {
+                    state.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+                    state.metrics.bytes_in.fetch_add(t.len() as u64, Ordering::Relaxed);
                     // Boxed: a rare, large state machine that would otherwise sit in every idle task.
-                    Message::Text(t) => {
-                        state.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
-                        state.metrics.bytes_in.fetch_add(t.len() as u64, Ordering::Relaxed);
-                        Box::pin(session.handle_text(t.as_str())).await
-                    }
-                    Message::Binary(_) => tracing::debug!(socket_id = %outbox.id, "binary frame ignored"),
-                    // tungstenite queued the Pong reply; send it now.
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => bounded!(ws.flush()),
-                    Message::Close(_) => {
-                        bounded!(ws.flush());
-                        return None;
-                    }
+                    Box::pin(session.handle_text(t.as_str())).await;
+                }
+                if transport.wants_write() {
+                    bounded!(transport.write(outbox, &state.metrics));
                 }
             }
-            _ = outbox.readable() => bounded!(write_batch(ws, outbox, &state.metrics)),
+            _ = outbox.readable(), if transport.writable() => bounded!(transport.write(outbox, &state.metrics)),
             () = &mut timer => {
                 let idle = last_seen.elapsed();
                 if idle < activity {
                     timer.as_mut().reset(last_seen + activity);
                 } else if !pinged {
                     pinged = true;
-                    bounded!(ws.send(Message::Ping(Default::default())));
+                    bounded!(transport.ping());
                     timer.as_mut().reset(Instant::now() + pong_wait);
                 } else {
                     return Some(CloseReason::PongTimeout);
@@ -262,7 +228,7 @@ async fn guarded<W, C>(
     outbox: &Outbox,
 ) -> Result<(), Option<CloseReason>>
 where
-    W: std::future::Future<Output = Result<(), WsError>>,
+    W: std::future::Future<Output = WriteResult>,
     C: std::future::Future<Output = Option<CloseReason>>,
 {
     tokio::select! {
@@ -272,11 +238,7 @@ where
             tracing::warn!(socket_id = %outbox.id, "write stalled; evicting");
             Err(Some(CloseReason::SlowConsumer))
         }
-        r = write => r.map_err(|e| match e {
-            // The peer vanished under a write (reset, broken pipe).
-            WsError::Io(_) => Some(CloseReason::Abnormal),
-            _ => None,
-        }),
+        r = write => r,
     }
 }
 
@@ -305,53 +267,4 @@ async fn must_close(
         tracing::warn!(socket_id = %outbox.id, "slow consumer evicted");
     }
     Some(r)
-}
-
-/// Writes what is queued (up to [`WRITE_BATCH`] frames), then flushes once.
-async fn write_batch<S>(
-    ws: &mut WebSocketStream<S>,
-    outbox: &Outbox,
-    metrics: &Metrics,
-) -> Result<(), WsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut frames, mut bytes) = (0u64, 0u64);
-    for _ in 0..WRITE_BATCH {
-        match outbox.pop() {
-            Some(f) => {
-                frames += 1;
-                bytes += f.len() as u64;
-                ws.feed(Message::Text(f)).await?;
-            }
-            None => break,
-        }
-    }
-    metrics.messages_out.fetch_add(frames, Ordering::Relaxed);
-    metrics.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-    ws.flush().await
-}
-
-/// Sends `pusher:error` (with the code when it is a Pusher code), then a close frame with the
-/// code, and waits (bounded) for the client's close reply.
-pub async fn close<S>(ws: &mut WebSocketStream<S>, code: u16, message: &str)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let closing = async {
-        let _ = ws
-            .send(Message::Text(
-                outbound::error(pusher_error_code(code), message, None).into(),
-            ))
-            .await;
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: message.to_string().into(),
-        };
-        if ws.close(Some(frame)).await.is_err() {
-            return;
-        }
-        while let Some(Ok(_)) = ws.next().await {}
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
 }

@@ -1,5 +1,5 @@
 //! The HTTP front door: accepting TCP connections, keep-alive HTTP/1.1, and routing each request
-//! to the WebSocket upgrade (`/app/{key}`), the REST API (`/apps/{id}/…`) or health checks.
+//! to the WebSocket upgrade (`/app/{key}`), the HTTP fallback (`/pusher/app/{key}/…`), the REST API (`/apps/{id}/…`) or health checks.
 
 mod upgrade;
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -20,6 +20,14 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, json_response};
 use crate::state::State;
+
+/// A query parameter's decoded value.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
+    crate::auth::rest::parse_query(query)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
 
 /// Held by every connection task; shutdown waits until all of them are dropped.
 #[derive(Debug, Clone)]
@@ -147,7 +155,7 @@ async fn dispatch(
     req: Request<Incoming>,
     state: Arc<State>,
     guard: DrainGuard,
-) -> Response<Full<Bytes>> {
+) -> Response<crate::fallback::Body> {
     let prefix = state.config.server.path_prefix.as_str();
     let full = req.uri().path().to_string();
     let path = match full.strip_prefix(prefix) {
@@ -155,9 +163,19 @@ async fn dispatch(
         _ => full,
     };
     if upgrade::is_websocket(&req) {
-        return upgrade::upgrade(req, &path, state, guard);
+        return upgrade::upgrade(req, &path, state, guard).map(BodyExt::boxed);
     }
-    match (req.method(), path.as_str()) {
+    if crate::fallback::is_fallback(&path) {
+        if let Some(r) = crate::fallback::handle(req, &path, state, guard).await {
+            return r;
+        }
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "Not found"}),
+        )
+        .map(BodyExt::boxed);
+    }
+    let r = match (req.method(), path.as_str()) {
         (&Method::GET, "/" | "/health") => {
             json_response(StatusCode::OK, &serde_json::json!({"ok": true}))
         }
@@ -181,7 +199,8 @@ async fn dispatch(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": "Not found"}),
         ),
-    }
+    };
+    r.map(BodyExt::boxed)
 }
 
 /// Serves `GET /metrics` (Prometheus text format) on its own listener until shutdown.

@@ -47,13 +47,6 @@ fn pusher_subprotocol<B>(req: &Request<B>) -> Option<HeaderValue> {
         .and_then(|p| HeaderValue::from_str(p).ok())
 }
 
-fn query_param(query: &str, name: &str) -> Option<String> {
-    crate::auth::rest::parse_query(query)
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-}
-
 /// Answers the upgrade with 101 and runs the connection on its own task.
 pub fn upgrade(
     mut req: Request<Incoming>,
@@ -87,7 +80,7 @@ pub fn upgrade(
         });
     let up = Upgrade {
         key: app_key,
-        protocol: query_param(req.uri().query().unwrap_or(""), "protocol"),
+        protocol: super::query_param(req.uri().query().unwrap_or(""), "protocol"),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let max_message = state.config.limits.max_message_bytes;
@@ -119,7 +112,7 @@ pub fn upgrade(
                                 .await
                             }
                         };
-                        connection::serve(ws, up, state).await;
+                        connection::serve(connection::WebSocket::new(ws), up, state).await;
                     }
                     Err(upgraded) => {
                         let ws = WebSocketStream::from_raw_socket(
@@ -128,7 +121,7 @@ pub fn upgrade(
                             Some(config),
                         )
                         .await;
-                        connection::serve(ws, up, state).await;
+                        connection::serve(connection::WebSocket::new(ws), up, state).await;
                     }
                 }
             }

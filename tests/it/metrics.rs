@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::common::*;
 
-async fn scrape(t: &TestServer) -> (String, HashMap<String, f64>) {
+pub async fn scrape(t: &TestServer) -> (String, HashMap<String, f64>) {
     let addr = t.server.metrics_addr().expect("metrics served");
     let r = request(addr, "GET", "/metrics", b"", &[]).await;
     assert_eq!(r.status, 200);

@@ -203,6 +203,15 @@ impl Publisher {
     }
 }
 
+/// The send time of a `bench` event given as a Pusher message text.
+pub fn stamp_time(message: &str) -> Option<u64> {
+    let f = serde_json::from_str::<Frame>(message).ok()?;
+    if f.event != "bench" {
+        return None;
+    }
+    serde_json::from_str::<Stamp>(&f.data?).ok().map(|s| s.t)
+}
+
 /// The payload carrying a sequence number and the send time.
 pub fn stamp(seq: u64, epoch: Instant) -> String {
     format!("{{\"s\":{seq},\"t\":{}}}", epoch.elapsed().as_micros())

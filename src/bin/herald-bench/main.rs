@@ -3,6 +3,7 @@
 //! JSON line.
 
 mod client;
+mod http;
 mod measure;
 mod scenarios;
 mod soak;
@@ -73,6 +74,18 @@ enum Scenario {
         subscribers: usize,
         #[arg(long, default_value_t = 4)]
         publishers: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// N idle xhr_streaming sessions (server RSS per session), then N sessions and N WebSocket
+    /// subscribers of one channel at a fixed trigger rate: latency over both transports.
+    Http {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
@@ -161,6 +174,12 @@ fn main() -> std::process::ExitCode {
                 publishers,
                 seconds,
             } => scenarios::flood(target, subscribers, publishers, seconds).await,
+            Scenario::Http {
+                target,
+                sessions,
+                rate,
+                seconds,
+            } => http::http(target, sessions, rate, seconds).await,
             Scenario::Trigger {
                 target,
                 connections,

@@ -1,0 +1,171 @@
+//! The WebSocket transport: tungstenite frames in and out, pings for liveness, the closing
+//! handshake.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::error::ProtocolError as WsProtocolError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::transport::{Event, Transport, WriteResult};
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::protocol::codes::{pusher_error_code, CloseReason};
+use crate::protocol::outbound;
+
+/// Frames written per flush when the outbox has a backlog.
+const WRITE_BATCH: usize = 64;
+/// How long a closing handshake may take before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bytes read per socket read. Clients send small frames (subscribe, pings, client events), and
+/// the buffer is allocated up front for every connection, so it is kept small.
+const READ_BUFFER: usize = 256;
+
+/// WebSocket settings for small idle connections with bounded inbound messages.
+pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
+/// A WebSocket carrying one connection.
+pub struct WebSocket<S> {
+    ws: WebSocketStream<S>,
+    /// tungstenite queued a control reply (pong, close) that needs a flush.
+    flush: bool,
+}
+
+impl<S> WebSocket<S> {
+    /// Wraps an accepted WebSocket.
+    pub fn new(ws: WebSocketStream<S>) -> WebSocket<S> {
+        WebSocket { ws, flush: false }
+    }
+}
+
+/// A write error as the connection loop sees it.
+fn write_error(e: WsError) -> Option<CloseReason> {
+    match e {
+        // The peer vanished under a write (reset, broken pipe).
+        WsError::Io(_) => Some(CloseReason::Abnormal),
+        _ => None,
+    }
+}
+
+impl<S> Transport for WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    async fn recv(&mut self) -> Event {
+        let msg = match self.ws.next().await {
+            None => return Event::End(None),
+            Some(Ok(m)) => m,
+            Some(Err(WsError::Capacity(e))) => {
+                tracing::debug!(error = %e, "inbound message too big");
+                return Event::End(Some(CloseReason::MessageTooBig));
+            }
+            Some(Err(WsError::Utf8(e))) => {
+                tracing::debug!(error = %e, "text frame is not UTF-8");
+                return Event::End(Some(CloseReason::InvalidUtf8));
+            }
+            Some(Err(
+                e @ (WsError::Io(_)
+                | WsError::Protocol(WsProtocolError::ResetWithoutClosingHandshake)),
+            )) => {
+                tracing::debug!(error = %e, "client vanished");
+                return Event::End(Some(CloseReason::Abnormal));
+            }
+            Some(Err(WsError::Protocol(e))) => {
+                tracing::debug!(error = %e, "WebSocket protocol error");
+                return Event::End(Some(CloseReason::ProtocolViolation));
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "socket error");
+                return Event::End(None);
+            }
+        };
+        match msg {
+            Message::Text(t) => Event::Text(t),
+            Message::Binary(_) => {
+                tracing::debug!("binary frame ignored");
+                Event::Activity
+            }
+            // tungstenite queued the Pong reply; it is sent with the next flush.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                self.flush = true;
+                Event::Activity
+            }
+            Message::Close(_) => {
+                self.flush = true;
+                Event::End(None)
+            }
+        }
+    }
+
+    fn writable(&self) -> bool {
+        true
+    }
+
+    fn wants_write(&self) -> bool {
+        self.flush
+    }
+
+    /// Writes what is queued (up to [`WRITE_BATCH`] frames), then flushes once.
+    async fn write(&mut self, outbox: &Outbox, metrics: &Metrics) -> WriteResult {
+        self.flush = false;
+        let (mut frames, mut bytes) = (0u64, 0u64);
+        for _ in 0..WRITE_BATCH {
+            match outbox.pop() {
+                Some(f) => {
+                    frames += 1;
+                    bytes += f.len() as u64;
+                    self.ws.feed(Message::Text(f)).await.map_err(write_error)?;
+                }
+                None => break,
+            }
+        }
+        metrics.messages_out.fetch_add(frames, Ordering::Relaxed);
+        metrics.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.ws.flush().await.map_err(write_error)
+    }
+
+    async fn send_text(&mut self, text: Utf8Bytes) -> WriteResult {
+        self.ws.send(Message::Text(text)).await.map_err(write_error)
+    }
+
+    async fn ping(&mut self) -> WriteResult {
+        self.ws
+            .send(Message::Ping(Default::default()))
+            .await
+            .map_err(write_error)
+    }
+
+    /// Sends `pusher:error` (with the code when it is a Pusher code), then a close frame with
+    /// the code, and waits (bounded) for the client's close reply.
+    async fn close(&mut self, code: u16, message: &str) {
+        let ws = &mut self.ws;
+        let closing = async {
+            let _ = ws
+                .send(Message::Text(
+                    outbound::error(pusher_error_code(code), message, None).into(),
+                ))
+                .await;
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: message.to_string().into(),
+            };
+            if ws.close(Some(frame)).await.is_err() {
+                return;
+            }
+            while let Some(Ok(_)) = ws.next().await {}
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+    }
+}

@@ -1,0 +1,216 @@
+//! HTTP-fallback edges over raw HTTP: CORS, bad input, refused sessions, the outbox bound and
+//! shutdown.
+
+use std::net::SocketAddr;
+
+use serde_json::json;
+use tokio::net::TcpStream;
+
+use crate::common::{self, WAIT};
+use crate::fallback_client::*;
+
+#[tokio::test]
+async fn cors_preflight_and_headers() {
+    let t = common::start().await;
+    let s = session(7);
+    let r = common::request(
+        t.addr,
+        "OPTIONS",
+        &format!("{s}/xhr_streaming?{QUERY}"),
+        b"",
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "content-type"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let mut stream = receive(
+        t.addr,
+        &format!("{s}/xhr_streaming"),
+        Some("https://app.example"),
+    )
+    .await;
+    assert_eq!(
+        stream.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(stream.headers["access-control-allow-credentials"], "true");
+    assert_eq!(stream.frame().await, "o");
+    assert_eq!(
+        stream.message().await["event"],
+        "pusher:connection_established"
+    );
+    let preflight = raw_headers(t.addr, &format!("{s}/xhr_send")).await;
+    for want in [
+        "access-control-allow-origin: https://app.example",
+        "access-control-allow-methods: post, options",
+        "access-control-allow-headers: content-type",
+        "access-control-max-age: 86400",
+    ] {
+        assert!(preflight.contains(want), "{want} missing in {preflight}");
+    }
+    let sent = common::request(
+        t.addr,
+        "POST",
+        &format!("{s}/xhr_send"),
+        b"[]",
+        &[
+            ("origin", "https://app.example"),
+            ("content-type", "application/json"),
+        ],
+    )
+    .await;
+    assert_eq!(sent.status, 204);
+    let unknown = common::request(
+        t.addr,
+        "POST",
+        "/pusher/app/key1/1/nosuch/xhr_send",
+        b"[]",
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    // Without an Origin, any origin may read.
+    let plain = receive(t.addr, &format!("{s}/xhr_streaming"), None).await;
+    assert_eq!(plain.headers["access-control-allow-origin"], "*");
+    assert_eq!(
+        stream.next().await,
+        None,
+        "the newer stream replaced this one"
+    );
+}
+
+/// The head of an OPTIONS answer, lower-cased.
+async fn raw_headers(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "OPTIONS {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://app.example\r\n\
+             Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\
+             Connection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out.to_ascii_lowercase()
+    };
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("answer in time")
+}
+
+#[tokio::test]
+async fn bad_input() {
+    let t = common::start().await;
+    let s = session(8);
+    let (mut stream, _) = open_stream(t.addr, &s).await;
+    // Malformed bodies: 400, the session lives on.
+    for body in ["", "{}", "[1]", "not json"] {
+        let r = xhr_send(t.addr, &s, body).await;
+        assert_eq!(r.status, 400, "{body:?}");
+    }
+    send(t.addr, &s, json!({"event": "pusher:ping", "data": {}})).await;
+    assert_eq!(stream.message().await["event"], "pusher:pong");
+    // Wrong method, unknown paths.
+    let get = common::request(t.addr, "GET", &format!("{s}/xhr_streaming"), b"", &[]).await;
+    assert_eq!(get.status, 405);
+    let other = common::request(t.addr, "POST", "/pusher/app/key1/1/s/eventsource", b"", &[]).await;
+    assert_eq!(other.status, 404);
+    // An oversized message: 413, and the session ends as a WebSocket would (1009).
+    let big = json!(["x".repeat(70 * 1024)]).to_string();
+    let r = xhr_send(t.addr, &s, &big).await;
+    assert_eq!(r.status, 413);
+    let error = stream.message().await;
+    common::expect_error(&error, None, "Message too big");
+    assert_eq!(stream.frame().await, r#"c[1009,"Message too big"]"#);
+    assert_eq!(stream.next().await, None);
+}
+
+#[tokio::test]
+async fn refused_sessions_get_the_websocket_codes() {
+    let mut c = common::config();
+    c.server.max_connections = 1;
+    let t = common::start_with(c).await;
+    for (key, code, message) in [
+        ("nokey", 4001, "Application does not exist"),
+        ("key3", 4003, "Application disabled"),
+    ] {
+        let mut r = receive(
+            t.addr,
+            &format!("/pusher/app/{key}/1/abc/xhr_streaming"),
+            None,
+        )
+        .await;
+        assert_eq!(r.frame().await, "o");
+        let error = r.message().await;
+        common::expect_error(&error, Some(code), message);
+        assert_eq!(r.frame().await, format!("c[{code},{}]", json!(message)));
+        assert_eq!(r.next().await, None);
+    }
+    // The node's connection limit bounds sessions too.
+    let (_held, _) = open_stream(t.addr, &session(9)).await;
+    let mut r = receive(t.addr, &format!("{}/xhr_streaming", session(10)), None).await;
+    assert_eq!(r.frame().await, "o");
+    common::expect_error(&r.message().await, Some(4100), "Over capacity");
+    assert_eq!(r.frame().await, r#"c[4100,"Over capacity"]"#);
+    assert_eq!(r.next().await, None);
+    let state = t.server.state();
+    common::eventually("refused sessions unregistered", || {
+        state.sessions.len() == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn frames_held_without_a_receive_are_bounded_like_any_outbox() {
+    let mut c = common::config();
+    c.server.outbox_capacity = 4;
+    let t = common::start_with(c).await;
+    let s = session(12);
+    let (stream, _) = open_stream(t.addr, &s).await;
+    drop(stream);
+    send(
+        t.addr,
+        &s,
+        json!({"event": "pusher:subscribe", "data": {"channel": "flood"}}),
+    )
+    .await;
+    // The subscription reply and three events fill the outbox; the fifth frame overflows it.
+    for i in 0..4 {
+        common::trigger(
+            t.addr,
+            json!({"name": "e", "channel": "flood", "data": i.to_string()}),
+        )
+        .await;
+    }
+    let mut r = receive(t.addr, &format!("{s}/xhr_streaming"), None).await;
+    let error = r.message().await;
+    common::expect_error(&error, Some(4200), "could not keep up");
+    assert_eq!(
+        r.frame().await,
+        r#"c[4200,"Connection could not keep up, reconnect immediately"]"#
+    );
+    assert_eq!(r.next().await, None);
+    let state = t.server.state();
+    common::eventually("session unregistered", || state.sessions.is_empty()).await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_streaming_session_with_4200() {
+    let t = common::start().await;
+    let (mut stream, _) = open_stream(t.addr, &session(13)).await;
+    // (A polling session between polls cannot be told: the listener is closed. Its client's
+    // next poll fails and pusher-js reconnects, as after a vanished WebSocket.)
+    let stopping = tokio::spawn(t.server.shutdown());
+    let closing = r#"c[4200,"Server is shutting down, reconnect immediately"]"#;
+    common::expect_error(&stream.message().await, Some(4200), "shutting down");
+    assert_eq!(stream.frame().await, closing);
+    assert_eq!(stream.next().await, None);
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("shutdown finishes")
+        .expect("shutdown task");
+}
