@@ -62,7 +62,16 @@ impl Netns {
 
     /// Takes the node's link to Redis down (`up = false`) or up again.
     fn redis_link(&self, up: bool) {
-        let inner = format!("h{}r1", std::process::id());
+        self.link("r", up);
+    }
+
+    /// Takes the node's link to its clients down or up again.
+    fn client_link(&self, up: bool) {
+        self.link("c", up);
+    }
+
+    fn link(&self, side: &str, up: bool) {
+        let inner = format!("h{}{side}1", std::process::id());
         let state = if up { "up" } else { "down" };
         assert!(ip(&[
             "netns", "exec", &self.name, "ip", "link", "set", &inner, state
@@ -84,7 +93,8 @@ impl Drop for Netns {
 /// Node B in the namespace is cut off from Redis for longer than the node timeout while its
 /// clients still reach it: its own subscribers keep getting its events, the other node reaps
 /// it (its member leaves, once), and once the link is back the events it accepted meanwhile
-/// reach the other node's subscribers in order, and its member is back.
+/// reach the other node's subscribers in order, and its member is back. Then B is cut off from
+/// its clients instead: it finds the silent client itself and its member leaves, once.
 #[tokio::test]
 async fn a_node_cut_off_from_redis_by_the_network() {
     let Some(ns) = Netns::make() else {
@@ -111,6 +121,7 @@ async fn a_node_cut_off_from_redis_by_the_network() {
     let file = write_config(&format!("netns-{port}.toml"), "");
     let toml = format!(
         "adapter = \"redis\"\n[metrics]\nenabled = false\n[server]\nhost = \"0.0.0.0\"\nport = {port}\n\
+         activity_timeout = 2\npong_timeout = 1\n\
          [redis]\nurl = \"redis://{redis_ip}:{redis_port}/0\"\nheartbeat_ms = 200\nnode_timeout_ms = 1000\n\
          [[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\nenable_client_messages = true\n"
     );
@@ -201,4 +212,18 @@ async fn a_node_cut_off_from_redis_by_the_network() {
         .collect();
     ids.sort();
     assert_eq!(ids, ["O", "w"]);
+
+    // Now B's clients are cut off (B keeps Redis): B finds its silent client by its own
+    // liveness check (ping, then the pong timeout) and removes its member, once.
+    ns.client_link(false);
+    let f = tokio::time::timeout(Duration::from_secs(15), recv(&mut w))
+        .await
+        .expect("member_removed after the client cut");
+    assert_eq!(
+        f,
+        json!({"event": "pusher_internal:member_removed", "channel": CH, "data": "{\"user_id\":\"O\"}"})
+    );
+    ns.client_link(true);
+    assert_nothing_queued(&mut w).await;
+    drop(o);
 }

@@ -1,0 +1,232 @@
+//! Redis outages: local delivery and new channels go on, events accepted meanwhile reach the
+//! other nodes afterwards, a long outage with data kept reaps nobody, a node started before its
+//! Redis joins when it appears.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::cluster::node_config;
+use crate::cluster_faults::{ready, settle_on};
+use crate::common::*;
+use crate::redis_server::RedisServer;
+
+/// A TCP relay to Redis whose gate the test opens and closes: while closed, new connections are
+/// dropped at once (as when a node's network is cut), so one node can come back later than
+/// another.
+struct Gate {
+    port: u16,
+    open: Arc<AtomicBool>,
+}
+
+impl Gate {
+    async fn to(redis: &RedisServer) -> Gate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let target = redis.port;
+        let gate = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !gate.load(Ordering::Relaxed) {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Gate { port, open }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+/// Item 3: Redis comes back with its data after more than a node timeout, and node B reaches
+/// it later than node A (its network is cut for 500 ms more, then its reconnect backoff of up to
+/// 2 s). Every heartbeat score is then old, but A may not reap B, which is alive: no
+/// member_removed reaches anyone.
+#[tokio::test]
+async fn a_long_outage_with_data_kept_reaps_nobody() {
+    let mut redis = RedisServer::start().await;
+    let gate = Gate::to(&redis).await;
+    // A node timeout longer than B's worst reconnect delay after the gate opens.
+    let timeout = Duration::from_millis(3000);
+    let mut ca = node_config(&redis);
+    ca.redis.node_timeout_ms = 3000;
+    let a = start_with(ca).await;
+    let mut cb = node_config(&redis);
+    cb.redis.node_timeout_ms = 3000;
+    cb.redis.url = gate.url();
+    let b = start_with(cb).await;
+    const CH: &str = "presence-long-outage";
+    let (mut w, sw) = connect(a.addr, "key1").await;
+    subscribe_presence(&mut w, &sw, CH, json!("w"), Value::Null).await;
+    let (mut o, so) = connect(b.addr, "key1").await;
+    subscribe_presence(&mut o, &so, CH, json!("O"), Value::Null).await;
+    assert_eq!(data_of(&recv(&mut w).await)["user_id"], "O");
+
+    // Redis stays away longer than the node timeout; B gets through 500 ms after A can.
+    gate.open.store(false, Ordering::Relaxed);
+    redis
+        .restart_keeping_data(timeout + Duration::from_millis(500))
+        .await;
+    ready(a.addr).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gate.open.store(true, Ordering::Relaxed);
+    ready(b.addr).await;
+    settle_on(&[a.addr, b.addr], CH, &["O", "w"]).await;
+    // Long enough for a wrongful reap (one node timeout plus two heartbeats) to show.
+    tokio::time::sleep(timeout + Duration::from_millis(400)).await;
+    settle_on(&[a.addr, b.addr], CH, &["O", "w"]).await;
+    assert_nothing_queued(&mut w).await;
+    assert_nothing_queued(&mut o).await;
+}
+
+/// While Redis is away, new channels are joined at once and local delivery reaches them.
+#[tokio::test]
+async fn new_channels_work_locally_while_redis_is_away() {
+    let mut redis = RedisServer::start().await;
+    let n = start_with(node_config(&redis)).await;
+    let (mut a, _) = connect(n.addr, "key1").await;
+    subscribe_public(&mut a, "before").await;
+    redis.kill();
+    // The node notices within a heartbeat or two.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while request(n.addr, "GET", "/ready", b"", &[]).await.status != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "outage not noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..5 {
+        let ch = format!("during-{i}");
+        subscribe_public(&mut a, &ch).await;
+        let r = trigger(n.addr, json!({"name": "e", "channel": ch, "data": "x"})).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            recv(&mut a).await,
+            json!({"event": "e", "channel": ch, "data": "x"})
+        );
+    }
+}
+
+/// Issue 20 item 9: a node started while its Redis is not up yet keeps running and serving its
+/// own sockets, answers /ready with 503, and joins once Redis appears: its sockets are then
+/// counted cluster-wide and events cross to a second node.
+#[tokio::test]
+async fn a_node_started_before_redis_joins_when_it_appears() {
+    let port = crate::redis_server::free_port();
+    let mut c = config();
+    c.adapter = herald::config::AdapterKind::Redis;
+    c.redis.url = format!("redis://127.0.0.1:{port}/0");
+    c.redis.heartbeat_ms = 200;
+    c.redis.node_timeout_ms = 1000;
+    let early = start_with(c.clone()).await;
+    let r = request(early.addr, "GET", "/ready", b"", &[]).await;
+    assert_eq!(
+        (r.status, r.body["adapter"].as_str()),
+        (503, Some("unreachable")),
+        "{}",
+        r.raw
+    );
+    // Its own sockets work meanwhile.
+    let (mut a, _) = connect(early.addr, "key1").await;
+    subscribe_public(&mut a, "early").await;
+    let r = trigger(
+        early.addr,
+        json!({"name": "local", "channel": "early", "data": "1"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(recv(&mut a).await["event"], "local");
+
+    let _redis = RedisServer::start_with(port, &[]).await;
+    ready(early.addr).await;
+    let late = start_with(c).await;
+    // The early node's socket is recorded once it joined.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = api(
+            late.addr,
+            "GET",
+            "/apps/1/channels/early",
+            &[("info", "subscription_count")],
+            b"",
+        )
+        .await;
+        if r.body == json!({"occupied": true, "subscription_count": 1}) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not recorded: {}",
+            r.raw
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = trigger(
+        late.addr,
+        json!({"name": "crossed", "channel": "early", "data": "2"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        recv(&mut a).await,
+        json!({"event": "crossed", "channel": "early", "data": "2"})
+    );
+}
+
+/// Issue 15 item 2: events triggered on node A while Redis is away reach A's subscribers at
+/// once and B's subscribers once Redis is back (after every node had time to resubscribe), in
+/// order and before anything newer; none is dropped.
+#[tokio::test]
+async fn events_accepted_during_an_outage_reach_the_other_node_in_order() {
+    let mut redis = RedisServer::start().await;
+    let a = start_with(node_config(&redis)).await;
+    let b = start_with(node_config(&redis)).await;
+    let (mut here, _) = connect(a.addr, "key1").await;
+    let (mut there, _) = connect(b.addr, "key1").await;
+    subscribe_public(&mut here, "ops").await;
+    subscribe_public(&mut there, "ops").await;
+    redis.kill();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while request(a.addr, "GET", "/ready", b"", &[]).await.status != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "outage not noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 1..=3 {
+        let r = trigger(
+            a.addr,
+            json!({"name": "during", "channel": "ops", "data": i.to_string()}),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(recv(&mut here).await["data"], i.to_string());
+    }
+    // Away longer than a command may wait for its answer (2 s): nothing sent meanwhile can
+    // still get through on a reconnect.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    redis.restart().await;
+    ready(a.addr).await;
+    let r = trigger(
+        a.addr,
+        json!({"name": "after", "channel": "ops", "data": "4"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(recv(&mut here).await["data"], "4");
+    for want in ["1", "2", "3", "4"] {
+        let f = tokio::time::timeout(Duration::from_secs(10), recv(&mut there))
+            .await
+            .expect("the held events arrive");
+        assert_eq!(f["data"], want, "{f}");
+    }
+    assert_eq!(a.server.state().adapter.publish_stats().2, 0);
+}
