@@ -1,6 +1,5 @@
 //! Several herald nodes over a real Redis: clients on any node see what one node would show.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use herald::config::{AdapterKind, Config};
@@ -264,15 +263,7 @@ pub fn spawn_node(redis: &RedisServer, port: u16) -> Spawned {
         redis.url()
     );
     std::fs::write(&file, toml).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Spawned::new)
-        .unwrap()
+    crate::spawned::herald(&[], &file)
 }
 
 #[tokio::test]

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 use crate::redis_server::{free_port, RedisServer};
-use crate::spawned::Spawned;
 
 fn ip(args: &[&str]) -> bool {
     Command::new("ip")
@@ -126,18 +125,7 @@ async fn a_node_cut_off_from_redis_by_the_network() {
          [[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\nenable_client_messages = true\n"
     );
     std::fs::write(&file, toml).unwrap();
-    let _b_process = Spawned::new(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.name])
-            .arg(env!("CARGO_BIN_EXE_herald"))
-            .arg("--config")
-            .arg(&file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _b_process = crate::spawned::herald(&["ip", "netns", "exec", &ns.name], &file);
     let b: std::net::SocketAddr = format!("10.{net}.2.2:{port}").parse().unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::net::TcpStream::connect(b).await.is_err() {

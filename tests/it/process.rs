@@ -123,16 +123,7 @@ async fn sigterm_drains_gradually_with_4100_then_exits_0() {
         "[metrics]\nenabled = false\n[server]\nport = {port}\ndrain_seconds = 2\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
     );
     std::fs::write(&file, toml).unwrap();
-    let mut child = Spawned::new(
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = crate::spawned::herald(&[], &file);
     let addr = wait_listening(port).await;
     assert_eq!(request(addr, "GET", "/ready", b"", &[]).await.status, 200);
     let mut clients = Vec::new();

@@ -66,3 +66,25 @@ pub fn log_lines(child: &mut std::process::Child) -> tokio::sync::mpsc::Unbounde
     });
     rx
 }
+
+/// Runs the herald binary with `--config file`, logging at warn with its output discarded,
+/// behind `wrapper` when given (such as `ip netns exec <namespace>`); guarded.
+pub fn herald(wrapper: &[&str], file: &std::path::Path) -> Spawned {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(args).arg(BIN);
+            c
+        }
+        None => std::process::Command::new(BIN),
+    };
+    let child = cmd
+        .arg("--config")
+        .arg(file)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("herald starts");
+    Spawned::new(child)
+}

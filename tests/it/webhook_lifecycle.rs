@@ -256,16 +256,7 @@ async fn webhooks_of_a_node_killed_mid_retry_are_delivered_by_another() {
         redis.url()
     );
     std::fs::write(&file, toml).unwrap();
-    let mut a = crate::spawned::Spawned::new(
-        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("--config")
-            .arg(&file)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut a = crate::spawned::herald(&[], &file);
     let a_addr = wait_listening(port).await;
 
     let (mut ws, _) = connect(a_addr, "key1").await;
