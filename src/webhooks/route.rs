@@ -12,6 +12,11 @@ use super::Dispatcher;
 use crate::adapter::Claim;
 use crate::app::App;
 
+/// Reads of the durable queue per pump at most, and the batch size that means "more waiting"
+/// (the Redis adapter's batch).
+const PUMP_ROUNDS: usize = 16;
+const PUMP_FULL: usize = 256;
+
 /// A receiver's delivery worker and the settings it was built with.
 pub(super) struct Worker {
     config: crate::config::WebhookConfig,
@@ -94,7 +99,19 @@ impl Dispatcher {
     /// or receiver is gone is dropped; one that does not fit a worker's queue stays in the queue
     /// (and is taken over after a node timeout).
     pub(super) async fn pump(&mut self) {
-        for (id, raw) in self.adapter.take_webhooks().await {
+        // A full batch means more may be waiting: read again, a bounded number of times.
+        for _ in 0..PUMP_ROUNDS {
+            let entries = self.adapter.take_webhooks().await;
+            let full = entries.len() >= PUMP_FULL;
+            self.hand_out(entries).await;
+            if !full {
+                break;
+            }
+        }
+    }
+
+    async fn hand_out(&mut self, entries: Vec<(String, String)>) {
+        for (id, raw) in entries {
             let v: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
             let app = v["app"].as_str().and_then(|a| self.apps.by_id(a));
             let url = v["url"].as_str().unwrap_or_default();

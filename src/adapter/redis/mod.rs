@@ -66,6 +66,8 @@ pub(crate) struct Inner {
     order: RwLock<()>,
     /// Whether departures can be trusted yet, and the ones held back.
     settle: Settle,
+    /// When this node last looked for webhook entries other nodes left idle.
+    webhooks_claimed: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// The adapter handle.
@@ -113,6 +115,7 @@ impl RedisAdapter {
             webhooks,
             order: RwLock::new(()),
             settle: Settle::default(),
+            webhooks_claimed: std::sync::Mutex::new(None),
         });
         match inner.connect().await {
             Ok(()) => match liveness::heartbeat(&inner).await {

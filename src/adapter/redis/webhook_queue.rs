@@ -66,6 +66,18 @@ impl Inner {
             Err(e) if e.code() == Some("NOGROUP") => self.ensure_group().await,
             Err(e) => tracing::debug!(error = %e, "webhook stream not read"),
         }
+        // Others' stale entries: looked for at most once per heartbeat.
+        {
+            let mut last = self
+                .webhooks_claimed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let every = std::time::Duration::from_millis(self.config.heartbeat_ms);
+            if last.is_some_and(|t| t.elapsed() < every) {
+                return out;
+            }
+            *last = Some(std::time::Instant::now());
+        }
         let stale: redis::RedisResult<RValue> = redis::cmd("XAUTOCLAIM")
             .arg(self.names.webhooks())
             .arg(GROUP)

@@ -7,6 +7,7 @@ mod http;
 mod measure;
 mod scenarios;
 mod soak;
+mod webhooks;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -120,6 +121,23 @@ enum Scenario {
         #[arg(long, default_value_t = 30)]
         sample: u64,
     },
+    /// Occupancy transitions with a local webhook receiver: webhook events/s and, with
+    /// `--redis`, Redis commands per webhook (INFO commandstats).
+    Webhooks {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 20)]
+        connections: usize,
+        /// Channels each connection occupies and vacates, one after the other.
+        #[arg(long, default_value_t = 100)]
+        per_connection: usize,
+        /// Port of the local receiver (the server's webhook URL must point at it).
+        #[arg(long, default_value_t = 6399)]
+        receiver_port: u16,
+        /// Redis URL to read INFO commandstats from (cluster mode).
+        #[arg(long)]
+        redis: Option<String>,
+    },
     /// Subscribers spread over several nodes, publishing through the first.
     Cluster {
         #[command(flatten)]
@@ -204,6 +222,15 @@ fn main() -> std::process::ExitCode {
                     sample,
                 )
                 .await
+            }
+            Scenario::Webhooks {
+                target,
+                connections,
+                per_connection,
+                receiver_port,
+                redis,
+            } => {
+                webhooks::webhooks(target, connections, per_connection, receiver_port, redis).await
             }
             Scenario::Cluster {
                 target,
