@@ -210,9 +210,9 @@ async fn events_accepted_during_an_outage_reach_the_other_node_in_order() {
         assert_eq!(r.status, 200);
         assert_eq!(recv(&mut here).await["data"], i.to_string());
     }
-    // Away longer than a command may wait for its answer (2 s): nothing sent meanwhile can
+    // Away for 3 s, longer than a command may wait for its answer (2 s): nothing sent meanwhile can
     // still get through on a reconnect.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     redis.restart().await;
     ready(a.addr).await;
     let r = trigger(
