@@ -178,6 +178,7 @@ async fn run_reap(
         .arg(now)
         .arg(timeout)
         .arg(inner.names.tag())
+        .arg(script_publishes(inner))
         .invoke_async(&mut link)
         .await?;
     Ok(reply.map(|(vacated, removed, offline)| Removed {
@@ -200,8 +201,15 @@ async fn reap(inner: &Inner, node: u32, now: i64, timeout: i64) {
             for (app, channel) in removed.vacated {
                 inner.webhooks.emit_for(&app, Emitted::Vacated(channel));
             }
+            // On standalone Redis the script published the member events already.
+            let published = !script_publishes(inner).is_empty();
             for (app, channel, user) in removed.members {
-                member_removed(inner, &app, &channel, &user);
+                if !published {
+                    announce_member(inner, &app, &channel, &user, false, true);
+                }
+                inner
+                    .webhooks
+                    .emit_for(&app, Emitted::MemberRemoved(channel.clone(), user.clone()));
             }
             for (app, user) in removed.offline {
                 inner.watch(&app, &user, false);
@@ -221,14 +229,34 @@ async fn recheck(inner: &Inner, pending: Pending) {
             if inner.hub.app(app).member_info(channel, user).is_some() {
                 return;
             }
-            let present: RedisResult<bool> = redis::cmd("HEXISTS")
-                .arg(inner.names.presence(app, channel))
+            // Decided and published in one step, so a re-join elsewhere cannot be overtaken.
+            let pubsub = inner.member_channel(app, channel);
+            let message = pubsub.as_ref().map(|_| {
+                super::membership::member_message(
+                    app,
+                    channel,
+                    "pusher_internal:member_removed",
+                    presence::member_removed_data(user),
+                    None,
+                )
+            });
+            let gone: RedisResult<i64> = scripts::GONE
+                .key(inner.names.presence(app, channel))
                 .arg(user)
-                .query_async(&mut link)
+                .arg(pubsub.as_deref().unwrap_or_default())
+                .arg(message.unwrap_or_default())
+                .invoke_async(&mut link)
                 .await;
-            match present {
-                Ok(false) => member_removed(inner, app, channel, user),
-                Ok(true) => {}
+            match gone {
+                Ok(1) => {
+                    if pubsub.is_none() {
+                        announce_member(inner, app, channel, user, false, true);
+                    }
+                    inner
+                        .webhooks
+                        .emit_for(app, Emitted::MemberRemoved(channel.clone(), user.clone()));
+                }
+                Ok(_) => {}
                 Err(_) => inner.settle.hold(pending),
             }
         }
@@ -257,13 +285,14 @@ async fn recheck(inner: &Inner, pending: Pending) {
     }
 }
 
-/// `member_removed` to every node's subscribers, and its webhook.
-fn member_removed(inner: &Inner, app: &str, channel: &str, user: &str) {
-    announce_member(inner, app, channel, user, false, true);
-    inner.webhooks.emit_for(
-        app,
-        Emitted::MemberRemoved(channel.to_string(), user.to_string()),
-    );
+/// The pub/sub channel base REAP publishes member events under: empty on a Redis Cluster
+/// (a script cannot publish outside its keys' slot; the node announces them itself).
+fn script_publishes(inner: &Inner) -> String {
+    if matches!(inner.link(), super::link::Link::Single(_)) {
+        inner.names.channel_base()
+    } else {
+        String::new()
+    }
 }
 
 /// member_added / member_removed to every node's subscribers (`here`) or the other nodes' only.

@@ -61,7 +61,7 @@ impl Inner {
                     j.channel,
                     "pusher_internal:member_added",
                     presence::member_added_data(m),
-                    j.conn.id,
+                    Some(j.conn.id),
                 )
             });
             script
@@ -240,7 +240,7 @@ impl Inner {
                     channel,
                     "pusher_internal:member_removed",
                     presence::member_removed_data(uid),
-                    id,
+                    Some(id),
                 ),
                 _ => String::new(),
             };
@@ -376,21 +376,27 @@ impl Inner {
     /// The pub/sub channel a JOIN/LEAVE script publishes member events on, so that they reach
     /// every node in the order Redis decided them. `None` on a Redis Cluster, where a script
     /// cannot publish to a channel outside its keys' slot: the node publishes them itself.
-    fn member_channel(&self, app: &str, channel: &str) -> Option<String> {
+    pub(super) fn member_channel(&self, app: &str, channel: &str) -> Option<String> {
         matches!(self.link(), super::link::Link::Single(_))
             .then(|| self.names.channel(app, channel))
     }
 }
 
 /// A member event as the script publishes it (delivered by every node, this one included).
-fn member_message(app: &str, channel: &str, event: &str, data: String, except: SocketId) -> String {
+pub(super) fn member_message(
+    app: &str,
+    channel: &str,
+    event: &str,
+    data: String,
+    except: Option<SocketId>,
+) -> String {
     super::wire::Wire::Member {
         b: crate::broadcast::Broadcast {
             app: app.to_string(),
             channel: channel.to_string(),
             event: event.to_string(),
             data,
-            except: Some(except),
+            except,
             user_id: None,
             cache_ttl: None,
         },

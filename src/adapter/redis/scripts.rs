@@ -98,7 +98,8 @@ return {n, redis.call('EXISTS', KEYS[1])}
 
 /// Removes a dead node's share from the cluster-wide counts.
 /// KEYS: nodes, node subs, node presence, node users, node connections. ARGV: node, now ms,
-/// timeout ms, key tag.
+/// timeout ms, key tag, pub/sub channel base (`{prefix}:c:`, or empty on a Redis Cluster): with
+/// it, each member_removed is published by the script itself, in the order Redis decided it.
 /// Returns `false` when the node is alive (or another survivor reaped it first), else
 /// `{vacated [[app, channel]...], removed [[app, channel, user]...], offline [[app, user]...]}`
 /// as JSON strings. The ZREM decides which survivor reaps, so each transition is reported once.
@@ -129,12 +130,32 @@ local vacated = subtract(KEYS[2], function(f) return T .. ':subs:' .. f[1] end, 
 local removed = subtract(KEYS[3],
   function(f) return T .. ':pres:' .. f[1] .. ':' .. f[2] end,
   function(f) return f[3] end,
-  function(f) redis.call('HDEL', T .. ':presinfo:' .. f[1] .. ':' .. f[2], f[3]) end)
+  function(f)
+    redis.call('HDEL', T .. ':presinfo:' .. f[1] .. ':' .. f[2], f[3])
+    if ARGV[5] ~= '' then
+      local data = cjson.encode({user_id = f[3]})
+      local b = {app = f[1], channel = f[2], event = 'pusher_internal:member_removed', data = data}
+      redis.call('PUBLISH', ARGV[5] .. f[1] .. ':' .. f[2], cjson.encode({t = 'm', b = b}))
+    end
+  end)
 local offline = subtract(KEYS[4], function(f) return T .. ':users:' .. f[1] end, function(f) return f[2] end)
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], T .. ':node:' .. ARGV[1] .. ':seen')
 -- If the node was alive after all, its resync must know that its members were announced gone.
 redis.call('SET', T .. ':node:' .. ARGV[1] .. ':reaped', 1, 'EX', 3600)
 return {cjson.encode(vacated), cjson.encode(removed), cjson.encode(offline)}
+"#,
+    )
+});
+
+/// A held member departure, decided and (on standalone Redis) published in one step: KEYS:
+/// presence hash. ARGV: user, pub/sub channel (or empty), member_removed message. Returns 1 if
+/// the user is gone.
+pub static GONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return 1
 "#,
     )
 });

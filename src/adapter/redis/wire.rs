@@ -155,6 +155,11 @@ impl Names {
         format!("{}:c:{app}:{channel}", self.prefix)
     }
 
+    /// The start of every channel's pub/sub channel name (`{prefix}:c:`), for scripts.
+    pub fn channel_base(&self) -> String {
+        format!("{}:c:", self.prefix)
+    }
+
     /// The pub/sub channel every node listens to.
     pub fn control(&self) -> String {
         format!("{}:ctl", self.prefix)
@@ -192,6 +197,24 @@ mod tests {
         assert_eq!(Wire::decode(t.encode().as_bytes()), Some(t.clone()));
         assert_eq!(t.origin(), None);
         assert_eq!(Wire::decode(b"garbage"), None);
+    }
+
+    #[test]
+    fn member_messages_built_by_lua_decode() {
+        // What the REAP script's cjson produces: no except, user_id or cache_ttl.
+        let raw = br#"{"t":"m","b":{"app":"1","channel":"presence-a","event":"pusher_internal:member_removed","data":"{\"user_id\":\"u\/1\"}"}}"#;
+        let Some(Wire::Member { b }) = Wire::decode(raw) else {
+            panic!("not decoded");
+        };
+        assert_eq!(b.data, r#"{"user_id":"u/1"}"#);
+        assert_eq!((b.except, b.user_id, b.cache_ttl), (None, None, None));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&b.data).unwrap(),
+            serde_json::from_str::<serde_json::Value>(
+                &crate::protocol::presence::member_removed_data("u/1")
+            )
+            .unwrap()
+        );
     }
 
     #[test]
