@@ -4,6 +4,7 @@
 
 pub mod harness;
 mod session;
+mod subscriptions;
 pub mod transport;
 mod websocket;
 

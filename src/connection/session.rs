@@ -18,55 +18,7 @@ use crate::protocol::{outbound, Inbound, ProtocolError, SocketId};
 use crate::state::State;
 use crate::webhooks::Emitted;
 
-/// One subscription of this connection.
-#[derive(Debug)]
-struct Subscription {
-    /// The presence user id used there (presence channels only).
-    user_id: Option<String>,
-    /// Joined implicitly at sign-in (`#server-to-user-`), not yet confirmed to the client.
-    implicit: bool,
-}
-
-/// A connection's subscriptions: a small vector (most connections have a handful), sized
-/// exactly so an idle connection carries no spare capacity.
-#[derive(Debug, Default)]
-struct Subscriptions(Vec<(String, Subscription)>);
-
-impl Subscriptions {
-    fn position(&self, name: &str) -> Option<usize> {
-        self.0.iter().position(|(n, _)| n == name)
-    }
-
-    fn get(&self, name: &str) -> Option<&Subscription> {
-        self.position(name).map(|i| &self.0[i].1)
-    }
-
-    fn get_mut(&mut self, name: &str) -> Option<&mut Subscription> {
-        self.position(name).map(|i| &mut self.0[i].1)
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn insert(&mut self, name: String, sub: Subscription) {
-        match self.position(&name) {
-            Some(i) => self.0[i].1 = sub,
-            None => {
-                self.0.reserve_exact(1);
-                self.0.push((name, sub));
-            }
-        }
-    }
-
-    fn remove(&mut self, name: &str) -> Option<Subscription> {
-        self.position(name).map(|i| self.0.swap_remove(i).1)
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.0.iter().map(|(n, _)| n.clone()).collect()
-    }
-}
+use super::subscriptions::{Subscription, Subscriptions};
 
 /// Per-connection protocol state.
 pub struct Session {

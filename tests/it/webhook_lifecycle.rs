@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use herald::config::{AdapterKind, Config, WebhookConfig};
+use herald::config::{Config, WebhookConfig};
 use serde_json::json;
 
+use crate::cluster::node_config;
 use crate::common::*;
 use crate::redis_server::RedisServer;
 use crate::webhook_receiver::Receiver;
@@ -27,6 +28,17 @@ fn with_hooks(mut c: Config, hooks: Vec<WebhookConfig>) -> Config {
     c.apps[0].webhooks = hooks;
     c.webhooks.grace_ms = GRACE_MS;
     c
+}
+
+/// A new socket occupies `ch`; the receiver hears it (the socket is returned to keep it open).
+async fn occupy(t: &TestServer, r: &mut Receiver, ch: &str) -> Ws {
+    let (mut ws, _) = connect(t.addr, "key1").await;
+    subscribe_public(&mut ws, ch).await;
+    assert_eq!(
+        r.next_event().await,
+        json!({"name": "channel_occupied", "channel": ch})
+    );
+    ws
 }
 
 /// Subscribes, unsubscribes and subscribes again until the receiver hears the channel occupied
@@ -73,9 +85,7 @@ async fn occupied_only_receiver_hears_every_occupation_on_one_node() {
 #[tokio::test]
 async fn occupied_only_receiver_hears_every_occupation_over_redis() {
     let redis = RedisServer::start().await;
-    let mut c = config();
-    c.adapter = AdapterKind::Redis;
-    c.redis.url = redis.url();
+    let c = node_config(&redis);
     occupied_only_receiver_hears_every_occupation(c).await;
     // and the announced set does not grow: every record was released
     let mut conn = redis.client().await;
@@ -183,17 +193,10 @@ async fn receivers_follow_a_reload() {
 async fn shutdown_releases_the_records_of_closed_sockets() {
     let redis = RedisServer::start().await;
     let mut r = Receiver::start().await;
-    let mut c = config();
-    c.adapter = AdapterKind::Redis;
-    c.redis.url = redis.url();
+    let c = node_config(&redis);
     let c = with_hooks(c, vec![receiver(r.url(), &["channel_occupied"])]);
     let t = start_with(c.clone()).await;
-    let (mut a, _) = connect(t.addr, "key1").await;
-    subscribe_public(&mut a, "lobby").await;
-    assert_eq!(
-        r.next_event().await,
-        json!({"name": "channel_occupied", "channel": "lobby"})
-    );
+    let _a = occupy(&t, &mut r, "lobby").await;
     t.server.shutdown().await;
     let mut conn = redis.client().await;
     let left: Vec<String> = redis::cmd("SMEMBERS")
@@ -203,12 +206,7 @@ async fn shutdown_releases_the_records_of_closed_sockets() {
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
     let t = start_with(c).await;
-    let (mut b, _) = connect(t.addr, "key1").await;
-    subscribe_public(&mut b, "lobby").await;
-    assert_eq!(
-        r.next_event().await,
-        json!({"name": "channel_occupied", "channel": "lobby"})
-    );
+    let _b = occupy(&t, &mut r, "lobby").await;
 }
 
 /// The departures of the sockets a shutdown closes still go out as webhooks, after their grace
@@ -221,12 +219,7 @@ async fn shutdown_sends_the_departures_of_closed_sockets() {
         vec![receiver(r.url(), &["channel_occupied", "channel_vacated"])],
     ))
     .await;
-    let (mut a, _) = connect(t.addr, "key1").await;
-    subscribe_public(&mut a, "lobby").await;
-    assert_eq!(
-        r.next_event().await,
-        json!({"name": "channel_occupied", "channel": "lobby"})
-    );
+    let _a = occupy(&t, &mut r, "lobby").await;
     t.server.shutdown().await;
     assert_eq!(
         r.next_event().await,
@@ -291,11 +284,7 @@ async fn webhooks_of_a_node_killed_mid_retry_are_delivered_by_another() {
     a.child().kill().unwrap();
     a.child().wait().unwrap();
     // Node B only starts now: whatever it delivers, it took over from A.
-    let mut c = config();
-    c.adapter = AdapterKind::Redis;
-    c.redis.url = redis.url();
-    c.redis.heartbeat_ms = 200;
-    c.redis.node_timeout_ms = 1000;
+    let mut c = node_config(&redis);
     c.webhooks.retry_window_secs = 60;
     let _b = start_with(with_hooks(c, vec![receiver(url, &["channel_occupied"])])).await;
     let mut r = Receiver::start_on(tokio::net::TcpListener::bind(hook_addr).await.unwrap());

@@ -1,5 +1,5 @@
 //! Node liveness: heartbeats, reaping dead nodes' shares (announcing each resulting
-//! member_removed / offline once), rewriting this node's share after a Redis outage, and
+//! member_removed / offline once), deciding when to rewrite this node's share (`resync`), and
 //! announcing the departures held back while the cluster settled.
 
 use std::sync::atomic::Ordering;
@@ -7,14 +7,11 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::{RedisResult, Script};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use tokio::sync::watch;
 
-use super::pubsub::SubCmd;
 use super::scripts;
 use super::settle::Pending;
-use super::wire::field;
 use super::Inner;
 use crate::broadcast::Broadcast;
 use crate::protocol::presence;
@@ -108,7 +105,7 @@ pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
                         lost = forgotten,
                         "resubscribing and rewriting this node's share in Redis"
                     );
-                    if resync(&inner, forgotten).await {
+                    if super::resync::resync(&inner, forgotten).await {
                         forgotten = false;
                     }
                 }
@@ -178,7 +175,12 @@ async fn run_reap(
         .arg(now)
         .arg(timeout)
         .arg(inner.names.tag())
-        .arg(script_publishes(inner))
+        // The script publishes each member_removed itself where scripts can publish.
+        .arg(if inner.scripts_publish() {
+            inner.names.channel_base()
+        } else {
+            String::new()
+        })
         .invoke_async(&mut link)
         .await?;
     Ok(reply.map(|(vacated, removed, offline)| Removed {
@@ -202,7 +204,7 @@ async fn reap(inner: &Inner, node: u32, now: i64, timeout: i64) {
                 inner.webhooks.emit_for(&app, Emitted::Vacated(channel));
             }
             // On standalone Redis the script published the member events already.
-            let published = !script_publishes(inner).is_empty();
+            let published = inner.scripts_publish();
             for (app, channel, user) in removed.members {
                 if !published {
                     announce_member(inner, &app, &channel, &user, false, true);
@@ -285,18 +287,15 @@ async fn recheck(inner: &Inner, pending: Pending) {
     }
 }
 
-/// The pub/sub channel base REAP publishes member events under: empty on a Redis Cluster
-/// (a script cannot publish outside its keys' slot; the node announces them itself).
-fn script_publishes(inner: &Inner) -> String {
-    if matches!(inner.link(), super::link::Link::Single(_)) {
-        inner.names.channel_base()
-    } else {
-        String::new()
-    }
-}
-
 /// member_added / member_removed to every node's subscribers (`here`) or the other nodes' only.
-fn announce_member(inner: &Inner, app: &str, channel: &str, user: &str, added: bool, here: bool) {
+pub(super) fn announce_member(
+    inner: &Inner,
+    app: &str,
+    channel: &str,
+    user: &str,
+    added: bool,
+    here: bool,
+) {
     let (event, data) = if added {
         let info = inner.hub.app(app).member_info(channel, user).flatten();
         let m = presence::Member {
@@ -329,164 +328,6 @@ fn announce_member(inner: &Inner, app: &str, channel: &str, user: &str, added: b
     }
 }
 
-/// The transitions a [`scripts::SYNC`] caused, as field arrays.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Synced {
-    #[serde(deserialize_with = "lua_list")]
-    occupied: Vec<Vec<String>>,
-    #[serde(deserialize_with = "lua_list")]
-    vacated: Vec<Vec<String>>,
-    #[serde(deserialize_with = "lua_list")]
-    added: Vec<Vec<String>>,
-    #[serde(deserialize_with = "lua_list")]
-    removed: Vec<Vec<String>>,
-    #[serde(deserialize_with = "lua_list")]
-    online: Vec<Vec<String>>,
-    #[serde(deserialize_with = "lua_list")]
-    offline: Vec<Vec<String>>,
-    /// This node had been reaped while alive.
-    reaped: bool,
-}
-
-/// cjson encodes an empty list as `{}`; anything but a list of string lists reads as empty.
-fn lua_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<String>>, D::Error> {
-    let v = Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).unwrap_or_default())
-}
-
-/// This node's share as its sockets say now, in [`scripts::SYNC`]'s input form.
-fn desired_share(inner: &Inner) -> String {
-    let (mut subs, mut pres, mut users) = (Map::new(), Map::new(), Map::new());
-    for app in inner.hub.app_ids() {
-        let share = inner.hub.app(&app).share();
-        for (channel, n) in share.subs {
-            subs.insert(field(&[&app, &channel]), json!(n));
-        }
-        for (channel, user, n, info) in share.presence {
-            let info = info.map_or_else(|| "null".to_string(), |v| v.to_string());
-            pres.insert(field(&[&app, &channel, &user]), json!([n, info]));
-        }
-        for (user, n) in share.users {
-            users.insert(field(&[&app, &user]), json!(n));
-        }
-    }
-    json!({"subs": subs, "pres": pres, "users": users}).to_string()
-}
-
-/// After an outage (or after being reaped while alive): move this node's share to what its
-/// sockets say now in one atomic step, with this node's joins and leaves held off meanwhile,
-/// then resubscribe, and announce exactly the transitions that caused. `forgotten`: Redis no
-/// longer knew this node (its data was lost, or the node was reaped).
-///
-/// An arrival the resync records was announced before, unless it was decided here alone while
-/// Redis was away (then the other nodes hear of it now) or the node had been reaped (everyone
-/// heard it leave). So after a loss of Redis's data the recreated members and users are not
-/// announced again.
-async fn resync(inner: &Inner, forgotten: bool) -> bool {
-    let synced = {
-        let _order = inner.order.write().await;
-        // Calls failing from here on make the node stale again (and resync at the next beat).
-        inner.stale.store(false, Ordering::Release);
-        let mut link = inner.link();
-        let r: RedisResult<String> = scripts::SYNC
-            .key(inner.names.node(inner.node, "subs"))
-            .key(inner.names.node(inner.node, "pres"))
-            .key(inner.names.node(inner.node, "users"))
-            .key(inner.names.node(inner.node, "reaped"))
-            .arg(inner.names.tag())
-            .arg(desired_share(inner))
-            .invoke_async(&mut link)
-            .await;
-        if r.is_ok() {
-            // Before joins resume: a channel joined while stale skipped its SUBSCRIBE, and the
-            // member events scripts publish from now on must reach this node too.
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if inner.subs.send(SubCmd::Resubscribe(tx)).is_ok() {
-                let _ = rx.await;
-            }
-        } else {
-            inner.mark(false);
-        }
-        r
-    };
-    let synced: Synced = match synced {
-        Ok(s) => serde_json::from_str(&s).unwrap_or_default(),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not rewrite this node's share; will retry");
-            return false;
-        }
-    };
-    // Arrivals decided here alone while Redis was away could not claim their webhooks then:
-    // they are claimed (and sent) now. Other recreated occupancy and membership was announced
-    // before Redis lost it: recorded as announced without sending, so the matching vacated /
-    // removed webhooks still go out later.
-    let alone = inner.settle.take_arrived();
-    for f in &synced.occupied {
-        if let [app, channel] = &f[..] {
-            let event = Emitted::Occupied(channel.clone());
-            if alone.contains(f) {
-                inner.webhooks.emit_for(app, event);
-            } else {
-                inner.webhooks.restored(app, event);
-            }
-        }
-    }
-    // Departures wait until every node had time to rewrite its share (this pass unsettled the
-    // node): until then a count may be missing only because another node's share is.
-    for f in &synced.vacated {
-        if let [app, channel] = &f[..] {
-            inner.settle.hold(Pending::Vacated {
-                app: app.clone(),
-                channel: channel.clone(),
-            });
-        }
-    }
-    let lost_data = forgotten && !synced.reaped;
-    for f in &synced.added {
-        if let [app, channel, user] = &f[..] {
-            let event = Emitted::MemberAdded(channel.clone(), user.clone());
-            if alone.contains(f) {
-                announce_member(inner, app, channel, user, true, false);
-                inner.webhooks.emit_for(app, event);
-            } else {
-                if !lost_data {
-                    announce_member(inner, app, channel, user, true, true);
-                }
-                inner.webhooks.restored(app, event);
-            }
-        }
-    }
-    for f in &synced.removed {
-        if let [app, channel, user] = &f[..] {
-            inner.settle.hold(Pending::Member {
-                app: app.clone(),
-                channel: channel.clone(),
-                user: user.clone(),
-            });
-        }
-    }
-    for f in &synced.online {
-        if let [app, user] = &f[..] {
-            if alone.contains(f) {
-                inner.watch_remote(app, user, true);
-            } else if !lost_data {
-                inner.watch(app, user, true);
-            }
-        }
-    }
-    for f in &synced.offline {
-        if let [app, user] = &f[..] {
-            inner.settle.hold(Pending::Offline {
-                app: app.clone(),
-                user: user.clone(),
-            });
-        }
-    }
-    tracing::info!(node = inner.node, "this node's share was rewritten");
-    true
-}
-
 /// Writes this node's connection count per app, for cluster-wide totals (the dashboard). The
 /// hash goes away with the node when it is reaped.
 async fn publish_connection_counts(inner: &Inner) {
@@ -499,21 +340,5 @@ async fn publish_connection_counts(inner: &Inner) {
     let mut link = inner.link();
     if let Err(e) = pipe.query_async::<()>(&mut link).await {
         tracing::debug!(error = %e, "connection counts not written");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sync_replies_with_empty_lua_tables() {
-        let s: Synced = serde_json::from_str(
-            r#"{"occupied":{},"vacated":[["1","c"]],"added":{},"removed":[["1","presence-a","u"]],"online":{},"offline":{}}"#,
-        )
-        .unwrap();
-        assert!(s.occupied.is_empty());
-        assert_eq!(s.vacated, vec![vec!["1".to_string(), "c".to_string()]]);
-        assert_eq!(s.removed[0][2], "u");
     }
 }

@@ -373,11 +373,17 @@ impl Inner {
 }
 
 impl Inner {
-    /// The pub/sub channel a JOIN/LEAVE script publishes member events on, so that they reach
-    /// every node in the order Redis decided them. `None` on a Redis Cluster, where a script
-    /// cannot publish to a channel outside its keys' slot: the node publishes them itself.
-    pub(super) fn member_channel(&self, app: &str, channel: &str) -> Option<String> {
+    /// Whether the scripts that decide member events (JOIN, LEAVE, REAP, GONE) publish them
+    /// too, so that they reach every node in the order Redis decided them. Not on a Redis
+    /// Cluster, where a script cannot publish to a channel outside its keys' slot: there the
+    /// node publishes them itself.
+    pub(super) fn scripts_publish(&self) -> bool {
         matches!(self.link(), super::link::Link::Single(_))
+    }
+
+    /// The pub/sub channel a script publishes a channel's member events on, when it does.
+    pub(super) fn member_channel(&self, app: &str, channel: &str) -> Option<String> {
+        self.scripts_publish()
             .then(|| self.names.channel(app, channel))
     }
 }

@@ -14,6 +14,7 @@ mod liveness;
 mod membership;
 mod pubsub;
 mod queries;
+mod resync;
 mod scripts;
 mod settle;
 mod webhook_queue;
