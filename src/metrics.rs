@@ -212,6 +212,19 @@ impl Metrics {
             "Broadcasts for other nodes dropped while Redis was away.",
             dropped,
         );
+        let (replayed, gaps) = state.adapter.replay_stats();
+        counter(
+            &mut out,
+            "herald_adapter_replayed_total",
+            "Messages from other nodes read from the channel logs after this node's Redis connection dropped.",
+            replayed,
+        );
+        counter(
+            &mut out,
+            "herald_adapter_replay_gaps_total",
+            "Drops of this node's Redis connection after which some messages from other nodes could not be replayed (longer than replay_ms, or the log off).",
+            gaps,
+        );
         let _ = writeln!(out, "# HELP herald_webhook_queue Webhook events waiting for the dispatcher.\n# TYPE herald_webhook_queue gauge\nherald_webhook_queue {}", state.webhooks.queued());
         let w = state.webhooks.stats();
         counter(

@@ -83,6 +83,12 @@ pub trait Adapter: Send + Sync + 'static {
         (0, 0.0, 0)
     }
 
+    /// Catching up after this node's store connection dropped: (messages replayed from the
+    /// channel logs, drops after which some could not be). Zeros for the local adapter.
+    fn replay_stats(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
     /// Whether the cluster store is reachable (readiness); the local adapter always is.
     fn healthy(&self) -> bool {
         true

@@ -129,6 +129,7 @@ fn redis(v: Value, env: Env, report: &mut Report) -> RedisConfig {
     r.set("heartbeat_ms", &mut c.heartbeat_ms, report);
     r.set("node_timeout_ms", &mut c.node_timeout_ms, report);
     r.set("publish_queue", &mut c.publish_queue, report);
+    r.set("replay_ms", &mut c.replay_ms, report);
     r.finish(report);
     c
 }

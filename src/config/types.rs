@@ -235,6 +235,9 @@ pub struct RedisConfig {
     pub node_timeout_ms: u64,
     /// Broadcasts waiting for Redis before new ones are dropped (counted and logged).
     pub publish_queue: usize,
+    /// Milliseconds each channel's broadcasts stay in a Redis stream beside pub/sub, so a node
+    /// whose own connection dropped replays what it missed; 0 turns the log off.
+    pub replay_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -248,6 +251,7 @@ impl Default for RedisConfig {
             heartbeat_ms: 1000,
             node_timeout_ms: 5000,
             publish_queue: 16384,
+            replay_ms: 10_000,
         }
     }
 }

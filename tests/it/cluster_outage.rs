@@ -15,17 +15,19 @@ use crate::redis_server::RedisServer;
 
 /// A TCP relay to Redis whose gate the test opens and closes: while closed, new connections are
 /// dropped at once (as when a node's network is cut), so one node can come back later than
-/// another.
-struct Gate {
+/// another. `cut` also drops the connections open through it.
+pub struct Gate {
     port: u16,
     open: Arc<AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
 }
 
 impl Gate {
-    async fn to(redis: &RedisServer) -> Gate {
+    pub async fn to(redis: &RedisServer) -> Gate {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let open = Arc::new(AtomicBool::new(true));
+        let (cuts, cut_rx) = tokio::sync::watch::channel(0u64);
         let target = redis.port;
         let gate = open.clone();
         tokio::spawn(async move {
@@ -33,19 +35,35 @@ impl Gate {
                 if !gate.load(Ordering::Relaxed) {
                     continue;
                 }
+                let mut cut = cut_rx.clone();
+                cut.mark_unchanged();
                 tokio::spawn(async move {
                     if let Ok(mut outbound) =
                         tokio::net::TcpStream::connect(("127.0.0.1", target)).await
                     {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = cut.changed() => {}
+                        }
                     }
                 });
             }
         });
-        Gate { port, open }
+        Gate { port, open, cuts }
     }
 
-    fn url(&self) -> String {
+    /// Closes the gate and drops every connection open through it.
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::Relaxed);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Lets connections through again.
+    pub fn reopen(&self) {
+        self.open.store(true, Ordering::Relaxed);
+    }
+
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 }

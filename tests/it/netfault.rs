@@ -163,6 +163,13 @@ async fn a_node_cut_off_from_redis_by_the_network() {
         recv(&mut w).await,
         json!({"event": "pusher_internal:member_removed", "channel": CH, "data": "{\"user_id\":\"O\"}"})
     );
+    // Node A, which still reaches Redis, publishes too: B's subscriber gets these once B is
+    // back (from the channel's log, or late over the old connection), once and in order.
+    for i in 1..=3 {
+        let body = json!({"name": "from-a", "channel": CH, "data": i.to_string()});
+        assert_eq!(trigger(a.addr, body).await.status, 200);
+        assert_eq!(recv(&mut w).await["data"], i.to_string());
+    }
 
     ns.redis_link(true);
     // B's member comes back and the events it accepted arrive, in order.
@@ -184,6 +191,16 @@ async fn a_node_cut_off_from_redis_by_the_network() {
         }
     }
     assert_eq!(cut, ["1", "2", "3"]);
+    for i in 1..=3 {
+        let f = tokio::time::timeout(Duration::from_secs(20), recv(&mut o))
+            .await
+            .expect("A's events reach B's subscriber after the cut");
+        assert_eq!(
+            (f["event"].as_str(), f["data"].as_str()),
+            (Some("from-a"), Some(i.to_string().as_str())),
+            "{f}"
+        );
+    }
     let r = api(
         a.addr,
         "GET",

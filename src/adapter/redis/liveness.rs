@@ -181,6 +181,7 @@ async fn run_reap(
         } else {
             String::new()
         })
+        .arg(inner.config.replay_ms)
         .invoke_async(&mut link)
         .await?;
     Ok(reply.map(|(vacated, removed, offline)| Removed {
@@ -247,6 +248,7 @@ async fn recheck(inner: &Inner, pending: Pending) {
                 .arg(user)
                 .arg(pubsub.as_deref().unwrap_or_default())
                 .arg(message.unwrap_or_default())
+                .arg(inner.config.replay_ms)
                 .invoke_async(&mut link)
                 .await;
             match gone {

@@ -75,6 +75,7 @@ impl Inner {
                 .arg(announce.as_deref().unwrap_or_default())
                 .arg(added.unwrap_or_default());
         }
+        script.arg(self.config.replay_ms);
         let decided = if self.reachable() {
             let mut link = self.link();
             match script.invoke_async::<Vec<RValue>>(&mut link).await {
@@ -254,6 +255,7 @@ impl Inner {
                 .arg(pubsub.unwrap_or_default())
                 .arg(message);
         }
+        script.arg(self.config.replay_ms);
         let mut link = self.link();
         match script.invoke_async::<(i64, i64, i64)>(&mut link).await {
             Ok((count, removed, known)) => {

@@ -14,6 +14,7 @@ mod liveness;
 mod membership;
 mod pubsub;
 mod queries;
+mod replay;
 mod resync;
 mod scripts;
 mod settle;
@@ -69,6 +70,12 @@ pub(crate) struct Inner {
     settle: Settle,
     /// When this node last looked for webhook entries other nodes left idle.
     webhooks_claimed: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Where this node stands in each subscribed channel's log.
+    cursors: replay::Cursors,
+    /// Messages applied from channel logs after a dropped connection.
+    replayed: AtomicU64,
+    /// Drops of the connection after which messages could not all be replayed.
+    replay_gaps: AtomicU64,
 }
 
 /// The adapter handle.
@@ -117,6 +124,9 @@ impl RedisAdapter {
             order: RwLock::new(()),
             settle: Settle::default(),
             webhooks_claimed: std::sync::Mutex::new(None),
+            cursors: replay::Cursors::default(),
+            replayed: AtomicU64::new(0),
+            replay_gaps: AtomicU64::new(0),
         });
         match inner.connect().await {
             Ok(()) => match liveness::heartbeat(&inner).await {
@@ -171,7 +181,9 @@ impl Inner {
     /// node's link.
     async fn connect(&self) -> redis::RedisResult<()> {
         let mut link = Link::connect(&self.config, self.push.clone()).await?;
-        link.subscribe(&self.names.control()).await?;
+        let control = self.names.control();
+        self.cursors.track(&control);
+        pubsub::listen(self, &mut link, &control).await?;
         *self
             .link
             .write()
@@ -217,6 +229,41 @@ impl Inner {
         self.stale.store(true, Ordering::Release);
         self.settle
             .unsettle(Duration::from_millis(self.config.node_timeout_ms));
+    }
+
+    /// This node's own Redis connection dropped (Redis itself may be fine): messages other
+    /// nodes publish until it is back are read from the channels' logs.
+    fn disconnected(&self) {
+        tracing::info!(
+            node = self.node,
+            "Redis connection dropped; will replay what other nodes publish meanwhile"
+        );
+        if self.config.replay_ms == 0 {
+            self.replay_gap(
+                &self.names.control(),
+                "the channel log is off (replay_ms = 0)",
+            );
+            return;
+        }
+        self.cursors.disconnected(std::time::Instant::now());
+    }
+
+    /// Counts and logs a drop of the connection after which some messages other nodes
+    /// published could not be replayed (`herald_adapter_replay_gaps_total`).
+    fn replay_gap(&self, channel: &str, why: &'static str) {
+        let n = self.replay_gaps.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(
+            node = self.node,
+            channel,
+            reason = why,
+            gaps = n,
+            "events other nodes published while this node's Redis connection was down may be lost"
+        );
+    }
+
+    /// Counts messages applied from channel logs.
+    fn replayed(&self, n: usize) {
+        self.replayed.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     fn enqueue(&self, item: Out) {
@@ -343,6 +390,13 @@ impl Adapter for RedisAdapter {
             i.publishes.load(Ordering::Relaxed),
             micros as f64 / 1e6,
             i.dropped.load(Ordering::Relaxed),
+        )
+    }
+
+    fn replay_stats(&self) -> (u64, u64) {
+        (
+            self.inner.replayed.load(Ordering::Relaxed),
+            self.inner.replay_gaps.load(Ordering::Relaxed),
         )
     }
 

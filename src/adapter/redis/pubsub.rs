@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use redis::cluster_routing::Slot;
 
 use super::link::Link;
+use super::replay::{self, Admit, Gap, StreamId};
 use super::wire::Wire;
 use super::Inner;
 
@@ -98,12 +99,23 @@ async fn send(inner: &Inner, batch: &mut Vec<Out>) {
             }
         };
         pipes[at].2 += u64::from(item.is_broadcast());
-        item.add_to(&mut pipes[at].1, &link);
+        item.add_to(&mut pipes[at].1, &link, inner.config.replay_ms);
     }
     let mut ok = true;
     let started = std::time::Instant::now();
     for (_, pipe, broadcasts) in &pipes {
-        if let Err(e) = pipe.query_async::<()>(&mut link).await {
+        let mut sent = pipe.query_async::<()>(&mut link).await;
+        if let Err(e) = &sent {
+            // Redis forgot the log script (restarted, failed over): load it and send again;
+            // nothing in a pipeline whose scripts were all refused took effect but idempotent
+            // cache writes.
+            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+                && replay::load(&mut link).await.is_ok()
+            {
+                sent = pipe.query_async::<()>(&mut link).await;
+            }
+        }
+        if let Err(e) = sent {
             tracing::debug!(error = %e, "publish to Redis failed");
             inner.lost(*broadcasts, "publish to Redis failed");
             ok = false;
@@ -133,8 +145,12 @@ impl Out {
         }
     }
 
-    fn add_to(self, pipe: &mut redis::Pipeline, link: &Link) {
+    fn add_to(self, pipe: &mut redis::Pipeline, link: &Link, replay_ms: u64) {
         match self {
+            Out::Publish { channel, payload } if replay_ms > 0 => {
+                pipe.add_command(replay::log_cmd(link, &channel, &payload, replay_ms))
+                    .ignore();
+            }
             Out::Publish { channel, payload } => {
                 pipe.add_command(link.publish_cmd(&channel, &payload))
                     .ignore();
@@ -185,8 +201,11 @@ pub async fn subscriptions(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Su
                 orphans.remove(&channel);
                 let n = counts.entry(channel.clone()).or_insert(0);
                 *n += 1;
+                if *n == 1 {
+                    inner.cursors.track(&channel);
+                }
                 if *n == 1 && inner.reachable() {
-                    let r = link.subscribe(&channel).await;
+                    let r = listen(&inner, &mut link, &channel).await;
                     inner.mark(r.is_ok());
                 }
                 let _ = done.send(());
@@ -196,6 +215,7 @@ pub async fn subscriptions(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Su
                     *n -= 1;
                     if *n == 0 {
                         counts.remove(&channel);
+                        inner.cursors.forget(&channel);
                         if inner.reachable() {
                             let r = link.unsubscribe(&channel).await;
                             inner.mark(r.is_ok());
@@ -220,27 +240,98 @@ pub async fn subscriptions(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Su
     }
 }
 
-/// Applies messages from other nodes to this node's hub.
+/// Subscribes to a pub/sub channel, first noting where its log ends (with the log on): a
+/// catch-up after a dropped connection starts there.
+pub(super) async fn listen(
+    inner: &Inner,
+    link: &mut Link,
+    channel: &str,
+) -> redis::RedisResult<()> {
+    if inner.config.replay_ms == 0 {
+        return link.subscribe(channel).await;
+    }
+    // Both go out on the multiplexed connection at once, the log's end first.
+    let mut other = link.clone();
+    let (tail, subscribed) =
+        tokio::join!(replay::tail(&mut other, channel), link.subscribe(channel));
+    if let Ok(floor) = tail {
+        inner.cursors.floor(channel, floor);
+    }
+    subscribed
+}
+
+/// How often channels that may have missed messages read their logs.
+const SWEEP: Duration = Duration::from_millis(250);
+
+/// Applies messages from other nodes to this node's hub; after the connection dropped, reads
+/// what it missed from the channels' logs first.
 pub async fn incoming(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<PushInfo>) {
-    while let Some(push) = rx.recv().await {
-        if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
-            continue;
+    loop {
+        let push = if inner.cursors.any_gap() {
+            tokio::select! {
+                push = rx.recv() => push,
+                _ = tokio::time::sleep(SWEEP) => {
+                    replay::sweep(&inner).await;
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(push) = push else { return };
+        match push.kind {
+            PushKind::Message | PushKind::SMessage => {}
+            PushKind::Disconnection => {
+                inner.disconnected();
+                continue;
+            }
+            _ => continue,
         }
-        let Some(payload) = push
-            .data
-            .get(1)
-            .and_then(|v| redis::from_redis_value::<Vec<u8>>(v.clone()).ok())
-        else {
+        let text = |i: usize| {
+            push.data
+                .get(i)
+                .and_then(|v| redis::from_redis_value::<Vec<u8>>(v.clone()).ok())
+        };
+        let (Some(channel), Some(payload)) = (text(0), text(1)) else {
             continue;
         };
-        let Some(wire) = Wire::decode(&payload) else {
-            tracing::warn!("undecodable message on Redis pub/sub ignored");
-            continue;
-        };
-        if wire.origin() == Some(inner.node) {
-            continue;
+        if let Some(id) = StreamId::of_message(&payload) {
+            let channel = String::from_utf8_lossy(&channel);
+            match inner.cursors.admit(&channel, id) {
+                Admit::Apply => {}
+                Admit::Duplicate => continue,
+                Admit::CatchUp(from, since) => {
+                    let gap = Gap {
+                        from,
+                        until: Some(id),
+                        since,
+                        first: true,
+                    };
+                    if let Err(e) = replay::catch_up(&inner, &channel, gap).await {
+                        tracing::debug!(error = %e, "reading the channel log failed");
+                        inner.replay_gap(&channel, "the channel log could not be read");
+                    }
+                }
+            }
         }
+        apply(&inner, &payload);
+    }
+}
+
+/// Applies one message from another node (from pub/sub or from a channel's log).
+pub(super) fn apply(inner: &Arc<Inner>, payload: &[u8]) {
+    let Some(wire) = Wire::decode(payload) else {
+        tracing::warn!("undecodable message on Redis pub/sub ignored");
+        return;
+    };
+    if wire.origin() == Some(inner.node) {
+        return;
+    }
+    {
         match wire {
+            // A departure decided while this node was cut off (it was reaped although alive)
+            // is not shown to this node's clients while the user still has a socket here.
+            Wire::Member { b } if departed_but_here(inner, &b) => {}
             Wire::Member { b } => inner.hub.app(&b.app).deliver(&b),
             // The cache lives in Redis; no copy is kept here.
             Wire::Broadcast { b, .. } => inner.hub.app(&b.app).deliver_from_cluster(&b),
@@ -258,4 +349,22 @@ pub async fn incoming(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<PushInf
             } => inner.hub.app(&app).users().announce(&user, online),
         }
     }
+}
+
+/// Whether a member event says a user left a channel in which it still has a socket here.
+fn departed_but_here(inner: &Inner, b: &crate::broadcast::Broadcast) -> bool {
+    if b.event != "pusher_internal:member_removed" {
+        return false;
+    }
+    #[derive(serde::Deserialize)]
+    struct Departed {
+        user_id: String,
+    }
+    serde_json::from_str::<Departed>(&b.data).is_ok_and(|d| {
+        inner
+            .hub
+            .app(&b.app)
+            .member_info(&b.channel, &d.user_id)
+            .is_some()
+    })
 }

@@ -1,5 +1,7 @@
 //! The Lua scripts that make cluster-wide transitions atomic: joins and leaves (occupancy and
 //! presence membership), sign-ins, reaping a dead node's share, and channel listings.
+//! The scripts that publish (JOIN, LEAVE, REAP, GONE) take the channel-log window in ms
+//! (`replay_ms`) as their last ARGV and publish through the log (see `replay`).
 
 use std::sync::LazyLock;
 
@@ -13,7 +15,9 @@ use redis::Script;
 /// members (flat user, info pairs), known}`; `known` is 0 when Redis no longer knows this node
 /// (its data was lost, or the node was reaped): the node must resync.
 pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{}{}",
+        super::replay::PUBLISH_LUA,
         r#"
 local added = 0
 local presence = #KEYS == 6
@@ -24,7 +28,7 @@ if presence then
   if redis.call('HINCRBY', KEYS[4], ARGV[3], 1) == 1 then
     redis.call('HSET', KEYS[5], ARGV[3], ARGV[4])
     added = 1
-    if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
+    if ARGV[7] ~= '' then herald_publish('PUBLISH', ARGV[7], ARGV[8], tonumber(ARGV[#ARGV])) end
   end
   redis.call('HINCRBY', KEYS[6], ARGV[6], 1)
 end
@@ -33,8 +37,8 @@ redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 local members = {}
 if presence then members = redis.call('HGETALL', KEYS[5]) end
 return {subs, added, members, redis.call('EXISTS', KEYS[1])}
-"#,
-    )
+"#
+    ))
 });
 
 /// KEYS and ARGV like [`JOIN`] without info and max (ARGV: channel, node subs field, [user,
@@ -44,7 +48,9 @@ return {subs, added, members, redis.call('EXISTS', KEYS[1])}
 /// `member_removed` is 1 only when this leave took the user's count from 1 to 0; a count that
 /// was already gone (lost data) is cleaned up without announcing anything.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{}{}",
+        super::replay::PUBLISH_LUA,
         r#"
 -- Takes one from this node's share first; only if the share held it is the cluster-wide count
 -- lowered too (after lost data, or after this node was reaped, it holds nothing: a leave must
@@ -66,14 +72,14 @@ if #KEYS == 6 then
   if n == 0 then
     removed = 1
     if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
-      redis.call('PUBLISH', ARGV[5], ARGV[6])
+      herald_publish('PUBLISH', ARGV[5], ARGV[6], tonumber(ARGV[#ARGV]))
     end
   end
 end
 if subs < 0 then subs = 0 end
 return {subs, removed, redis.call('EXISTS', KEYS[1])}
-"#,
-    )
+"#
+    ))
 });
 
 /// KEYS: this node's `seen` marker, users, node users. ARGV: user, node field, delta (1 or -1).
@@ -105,7 +111,9 @@ return {n, redis.call('EXISTS', KEYS[1])}
 /// as JSON strings. The ZREM decides which survivor reaps, so each transition is reported once.
 /// A node never reaps itself: it moves its own share with [`SYNC`].
 pub static REAP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{}{}",
+        super::replay::PUBLISH_LUA,
         r#"
 local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not seen or tonumber(ARGV[2]) - tonumber(seen) < tonumber(ARGV[3]) then return false end
@@ -135,7 +143,7 @@ local removed = subtract(KEYS[3],
     if ARGV[5] ~= '' then
       local data = cjson.encode({user_id = f[3]})
       local b = {app = f[1], channel = f[2], event = 'pusher_internal:member_removed', data = data}
-      redis.call('PUBLISH', ARGV[5] .. f[1] .. ':' .. f[2], cjson.encode({t = 'm', b = b}))
+      herald_publish('PUBLISH', ARGV[5] .. f[1] .. ':' .. f[2], cjson.encode({t = 'm', b = b}), tonumber(ARGV[#ARGV]))
     end
   end)
 local offline = subtract(KEYS[4], function(f) return T .. ':users:' .. f[1] end, function(f) return f[2] end)
@@ -143,21 +151,23 @@ redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], T .. ':node:' .. ARGV[1] .
 -- If the node was alive after all, its resync must know that its members were announced gone.
 redis.call('SET', T .. ':node:' .. ARGV[1] .. ':reaped', 1, 'EX', 3600)
 return {cjson.encode(vacated), cjson.encode(removed), cjson.encode(offline)}
-"#,
-    )
+"#
+    ))
 });
 
 /// A held member departure, decided and (on standalone Redis) published in one step: KEYS:
 /// presence hash. ARGV: user, pub/sub channel (or empty), member_removed message. Returns 1 if
 /// the user is gone.
 pub static GONE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{}{}",
+        super::replay::PUBLISH_LUA,
         r#"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+if ARGV[2] ~= '' then herald_publish('PUBLISH', ARGV[2], ARGV[3], tonumber(ARGV[#ARGV])) end
 return 1
-"#,
-    )
+"#
+    ))
 });
 
 /// Moves this node's share to what its sockets say now, in one atomic step, and reports only
