@@ -4,6 +4,7 @@
 
 pub mod frames;
 mod session;
+pub mod stream;
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -212,6 +213,28 @@ async fn receive(
     guard: DrainGuard,
     origin: Option<&HeaderValue>,
 ) -> Response<Body> {
+    let protocol = crate::http::query_param(req.uri().query().unwrap_or(""), "protocol");
+    let streaming = target.kind == Kind::Streaming;
+    match attach(target, protocol, streaming, state, guard).await {
+        Some(body) => {
+            let mut r = Response::new(ChunkBody(body).boxed());
+            receive_headers(r.headers_mut(), origin);
+            r
+        }
+        None => answer(StatusCode::NOT_FOUND, "Unknown session\n", origin),
+    }
+}
+
+/// Finds the session (or starts it, with the same handshake checks as a WebSocket) and
+/// attaches a receive request to it; returns the feed of the response body, or `None` when the
+/// session ended meanwhile.
+async fn attach(
+    target: &Target<'_>,
+    protocol: Option<String>,
+    streaming: bool,
+    state: Arc<State>,
+    guard: DrainGuard,
+) -> Option<mpsc::Receiver<Bytes>> {
     let tx = match state.sessions.get(&target.session) {
         Some(tx) => tx,
         None => {
@@ -220,7 +243,7 @@ async fn receive(
                 .into_owned();
             let up = Upgrade {
                 key: Some(key),
-                protocol: crate::http::query_param(req.uri().query().unwrap_or(""), "protocol"),
+                protocol,
             };
             let server = &state.config.server;
             let timing = Timing {
@@ -237,16 +260,16 @@ async fn receive(
         }
     };
     let (body_tx, body_rx) = mpsc::channel(1);
-    let streaming = target.kind == Kind::Streaming;
     let attach = SessionRequest::Receive {
         body: body_tx,
         streaming,
     };
-    if tx.send(attach).await.is_err() {
-        return answer(StatusCode::NOT_FOUND, "Unknown session\n", origin);
-    }
-    let mut r = Response::new(ChunkBody(body_rx).boxed());
-    let h = r.headers_mut();
+    tx.send(attach).await.ok()?;
+    Some(body_rx)
+}
+
+/// The headers of a receive response.
+fn receive_headers(h: &mut HeaderMap, origin: Option<&HeaderValue>) {
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/javascript; charset=UTF-8"),
@@ -254,7 +277,6 @@ async fn receive(
     // Tell nginx not to buffer the stream.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     cors(h, origin);
-    r
 }
 
 #[cfg(test)]

@@ -90,13 +90,27 @@ pub async fn accept_loop(
         let shutdown = shutdown.clone();
         match tls.clone() {
             None => {
-                tokio::spawn(serve_http(
-                    TokioIo::new(stream),
-                    peer,
-                    state,
-                    guard,
-                    shutdown,
-                ));
+                tokio::spawn(async move {
+                    // A connection that starts with an xhr_streaming request is served outside
+                    // hyper, so an idle streaming session holds no HTTP connection buffers.
+                    // Each step is boxed: a task's future keeps the size of its largest state
+                    // for its whole life, and a streaming session's task lives long.
+                    let within = Duration::from_secs(state.config.server.handshake_timeout);
+                    let peeked = Box::pin(crate::fallback::stream::first_request_is_streaming(
+                        &stream, within,
+                    ))
+                    .await;
+                    match peeked {
+                        Some(true) => {
+                            Box::pin(crate::fallback::stream::serve(stream, state, guard)).await
+                        }
+                        Some(false) => {
+                            let io = TokioIo::new(stream);
+                            Box::pin(serve_http(io, peer, state, guard, shutdown)).await
+                        }
+                        None => tracing::debug!(%peer, "connection sent nothing"),
+                    }
+                });
             }
             Some(acceptor) => {
                 tokio::spawn(async move {

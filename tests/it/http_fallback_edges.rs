@@ -214,3 +214,94 @@ async fn shutdown_closes_a_streaming_session_with_4200() {
         .expect("shutdown finishes")
         .expect("shutdown task");
 }
+
+/// What a raw request on a fresh connection gets: (status line, the rest), lower-cased.
+async fn raw_answer(addr: SocketAddr, request: &[u8]) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let out = String::from_utf8_lossy(&out).to_ascii_lowercase();
+        let (status, rest) = out.split_once("\r\n").unwrap_or((out.as_str(), ""));
+        (status.to_string(), rest.to_string())
+    };
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("answer in time")
+}
+
+/// A connection that starts with `xhr_streaming` is answered outside hyper: the same framing
+/// and the same codes for bad requests as everywhere else.
+#[tokio::test]
+async fn streaming_requests_answered_on_the_socket() {
+    let t = common::start().await;
+    let path = "/pusher/app/key1/123/rawstream/xhr_streaming?protocol=7&t=1";
+    // A body of 5 KiB: 413; a chunked body: 400; a malformed head: 400; a head past 16 KiB:
+    // 431; an unknown path: 404.
+    let big = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5120\r\n\r\n{}",
+        "x".repeat(5120)
+    );
+    assert_eq!(
+        raw_answer(t.addr, big.as_bytes()).await.0,
+        "http/1.1 413 payload too large"
+    );
+    let chunked =
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    assert_eq!(
+        raw_answer(t.addr, chunked.as_bytes()).await.0,
+        "http/1.1 400 bad request"
+    );
+    let malformed = format!("POST {path} HTTP/1.1\r\nHost x\r\n\r\n");
+    assert_eq!(
+        raw_answer(t.addr, malformed.as_bytes()).await.0,
+        "http/1.1 400 bad request"
+    );
+    let huge = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "y".repeat(17 * 1024)
+    );
+    assert_eq!(
+        raw_answer(t.addr, huge.as_bytes()).await.0,
+        "http/1.1 431 request header fields too large"
+    );
+    let unknown = b"POST /pusher/app/key1/1/s-x/xhr_streaming HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (status, rest) = raw_answer(t.addr, unknown).await;
+    assert_eq!(status, "http/1.1 404 not found");
+    assert!(rest.ends_with(r#"{"error":"not found"}"#), "{rest}");
+    // A good one with a small body: the open frame and connection_established, chunked, with
+    // CORS; closing the socket ends the receive request (the session then expires).
+    let good = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\nContent-Length: 2\r\n\r\n[]"
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(t.addr).await.unwrap();
+    s.write_all(good.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("connection_established") {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .expect("frames in time")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\r\naccess-control-allow-origin: https://app.example\r\n"),
+        "{text}"
+    );
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    // One chunk (hex length, CRLF) carrying the open frame first.
+    let (len, chunk) = body.split_once("\r\n").expect("a chunk");
+    assert!(usize::from_str_radix(len, 16).is_ok_and(|n| n > 2), "{body}");
+    assert!(chunk.starts_with("o\na["), "{body}");
+}
