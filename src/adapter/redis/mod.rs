@@ -17,6 +17,7 @@ mod queries;
 mod resync;
 mod scripts;
 mod settle;
+mod view;
 mod webhook_queue;
 mod wire;
 
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, RwLock};
 
-use super::{Adapter, AdapterError, BoxFuture, Claim, Join, SignIn};
+use super::{Adapter, AdapterError, BoxFuture, Claim, Join, LinkView, NodeSeen, SignIn};
 use crate::broadcast::Broadcast;
 use crate::config::RedisConfig;
 use crate::hub::{ChannelStats, CountUpdate, Hub, JoinRefused, Joined, Left};
@@ -344,6 +345,18 @@ impl Adapter for RedisAdapter {
             micros as f64 / 1e6,
             i.dropped.load(Ordering::Relaxed),
         )
+    }
+
+    fn link_view(&self) -> Option<LinkView> {
+        Some(self.inner.link_view())
+    }
+
+    fn members(&self) -> BoxFuture<'_, Result<Option<Vec<NodeSeen>>, AdapterError>> {
+        Box::pin(async move { self.inner.members().await.map(Some) })
+    }
+
+    fn share_view<'a>(&'a self, view: &'a str, ttl: Duration) -> BoxFuture<'a, ()> {
+        Box::pin(self.inner.share_view(view, ttl))
     }
 
     fn publish(&self, b: Broadcast) {
