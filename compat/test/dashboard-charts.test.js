@@ -205,8 +205,21 @@ test('dashboard charts: the counts drawn equal the /metrics deltas for the same 
     assert.deepEqual(errors, []);
 
     await screenshot(page, 'dashboard-charts.png');
-    // The README's picture is refreshed on request only: UPDATE_README_SCREENSHOT=1 compat/run
-    if (process.env.UPDATE_README_SCREENSHOT === '1') fs.copyFileSync(path.join(ARTIFACTS, 'dashboard-charts.png'), README_SCREENSHOT);
+    // The README's picture is refreshed on request only (UPDATE_README_SCREENSHOT=1 compat/run),
+    // after some more seconds of varied traffic so the lines have a shape.
+    if (process.env.UPDATE_README_SCREENSHOT === '1') {
+      for (let i = 0; i < 24; i++) {
+        for (let j = 0; j < 1 + (i % 5); j++) await h.json(api.trigger(ch, 'server-tick', { i, j }));
+        for (let j = 0; j < i % 3; j++) chA.trigger('client-tick', { i, j });
+        if (i % 6 === 0) await refused.trigger(ch, 'nope', {}).catch(() => {});
+        await new Promise((r) => setTimeout(r, 400)); // spreads the traffic for the picture only
+        // Taken while the traffic still runs, so the legends show current rates.
+        if (i === 20) {
+          await screenshot(page, 'dashboard-readme.png');
+          fs.copyFileSync(path.join(ARTIFACTS, 'dashboard-readme.png'), README_SCREENSHOT);
+        }
+      }
+    }
     a.disconnect();
     b.disconnect();
   } catch (e) {
