@@ -13,7 +13,7 @@
 //! | [`metrics`] | counters and gauges, rendered for Prometheus on their own listener |
 //! | [`limit`] | a counter with an optional cap (connections per node and per app) |
 //! | [`outbox`] | a connection's bounded frame queue and its slow-consumer eviction signal |
-//! | [`dashboard`] | the built-in debug page: live event bus, counts, channels, test events |
+//! | [`dashboard`] | the built-in debug page: live event bus, counts, channels, test events, the last hour's charts, the cluster panel |
 //! | [`hub`] | this node's channels → subscribers and presence members, fan-out |
 //! | [`broadcast`] | the one message type of every delivery path and the one place it becomes a frame |
 //! | [`adapter`] | the node/cluster boundary: publish, subscribe bookkeeping, channel queries (`local` now) |
@@ -134,6 +134,11 @@ impl Server {
             state.dashboard.clone(),
         );
         tokio::spawn(sweep_caches(hub.clone(), shutdown_rx.clone()));
+        tokio::spawn(dashboard::history::run(
+            state.clone(),
+            addr.to_string(),
+            shutdown_rx.clone(),
+        ));
         let dashboard_addr = if state.config.dashboard.enabled {
             let d = &state.config.dashboard;
             let bind = format!("{}:{}", d.host, d.port);

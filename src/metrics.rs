@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::state::State;
@@ -19,6 +19,15 @@ struct Histogram {
     buckets: [u64; LATENCY_BUCKETS.len()],
     count: u64,
     sum: f64,
+}
+
+/// One app's counters (the `herald_app_*` series; the dashboard charts them per app).
+#[derive(Debug, Default)]
+pub struct AppCounters {
+    /// Client events published.
+    pub client_events: AtomicU64,
+    /// Broadcasts published by the REST API (one per channel).
+    pub api_messages: AtomicU64,
 }
 
 /// Every counter herald keeps.
@@ -46,6 +55,8 @@ pub struct Metrics {
     rest: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// REST latency by endpoint.
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Per-app counters, by app id (only apps that authenticated: bounded by the app table).
+    apps: RwLock<BTreeMap<String, Arc<AppCounters>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -53,6 +64,48 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Metrics {
+    /// The counters of one app (created on first use).
+    pub fn app(&self, id: &str) -> Arc<AppCounters> {
+        let found = self
+            .apps
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned();
+        found.unwrap_or_else(|| {
+            self.apps
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(id.to_string())
+                .or_default()
+                .clone()
+        })
+    }
+
+    /// Every app's counters, by app id.
+    pub fn apps(&self) -> Vec<(String, Arc<AppCounters>)> {
+        self.apps
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// REST requests so far by status class: 2xx, 4xx, 5xx.
+    pub fn rest_by_class(&self) -> [u64; 3] {
+        let mut out = [0; 3];
+        for ((_, status), n) in lock(&self.rest).iter() {
+            match status / 100 {
+                2 => out[0] += n,
+                4 => out[1] += n,
+                5 => out[2] += n,
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// Records a closed connection.
     pub fn closed(&self, code: u16) {
         *lock(&self.closed).entry(code).or_default() += 1;
@@ -160,6 +213,15 @@ impl Metrics {
             "Connections closed because they could not keep up.",
             get(&self.evictions),
         );
+        let _ = writeln!(out, "# HELP herald_app_broadcasts_total Broadcasts published, by app and source.\n# TYPE herald_app_broadcasts_total counter");
+        for (id, a) in self.apps() {
+            let _ = writeln!(
+                out,
+                "herald_app_broadcasts_total{{app=\"{id}\",source=\"rest\"}} {}\nherald_app_broadcasts_total{{app=\"{id}\",source=\"client_event\"}} {}",
+                get(&a.api_messages),
+                get(&a.client_events)
+            );
+        }
         let _ = writeln!(out, "# HELP herald_rest_requests_total REST requests by endpoint and status.\n# TYPE herald_rest_requests_total counter");
         for ((ep, status), n) in lock(&self.rest).iter() {
             let _ = writeln!(
@@ -257,6 +319,19 @@ impl Metrics {
             "Webhook events dropped because a queue was full.",
             get(&w.dropped),
         );
+        let _ = writeln!(out, "# HELP herald_app_webhooks_total Webhook requests delivered, failed attempts and events given up, by app.\n# TYPE herald_app_webhooks_total counter");
+        for (id, [delivered, failed, given_up]) in w.by_app() {
+            for (outcome, n) in [
+                ("delivered", delivered),
+                ("failed", failed),
+                ("given_up", given_up),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "herald_app_webhooks_total{{app=\"{id}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
         out
     }
 }

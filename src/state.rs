@@ -37,6 +37,8 @@ pub struct State {
     pub metrics: crate::metrics::Metrics,
     /// Live events for the dashboard.
     pub dashboard: crate::dashboard::DashboardBus,
+    /// The dashboard charts' recent samples.
+    pub history: crate::dashboard::history::History,
     /// Socket id source.
     pub ids: SocketIdGen,
     /// Flips to `true` when the server starts shutting down.
@@ -62,6 +64,7 @@ impl State {
     ) -> State {
         let Phases { shutdown, draining } = phases;
         let ids = SocketIdGen::new(node, u64::from(rand::random::<u32>()));
+        let history = crate::dashboard::history::History::new(config.dashboard.sample_seconds);
         State {
             config,
             apps,
@@ -70,6 +73,7 @@ impl State {
             webhooks,
             metrics: crate::metrics::Metrics::default(),
             dashboard: crate::dashboard::DashboardBus::new(node),
+            history,
             ids,
             shutdown,
             draining,

@@ -163,7 +163,8 @@ const DEVELOPMENT_APP = { id: 'app-id', key: 'app-key', secret: 'app-secret', en
  * appsWith(...) for per-app keys); { topLevelToml, extraToml } for more config (see configToml);
  * { development: true } for no config file at all (the development app, as `apps.main`);
  * { configFile, apps, env } to run an existing config file (e.g. config.toml.example) with
- * extra environment. The metrics listener is always off (tests run in parallel).
+ * extra environment; { metricsPort } to serve /metrics on that port (off otherwise: tests run in
+ * parallel).
  */
 async function startServer(options = {}) {
   const bin = resolveBinary();
@@ -181,7 +182,7 @@ async function startServer(options = {}) {
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     try {
-      const server = await launch(bin, configFile, port, apps, dir, options.env || {});
+      const server = await launch(bin, configFile, port, apps, dir, options.env || {}, options.metricsPort);
       return server;
     } catch (e) {
       lastError = e;
@@ -193,10 +194,11 @@ async function startServer(options = {}) {
   throw lastError;
 }
 
-async function launch(bin, configFile, port, apps, dir, env) {
+async function launch(bin, configFile, port, apps, dir, env, metricsPort) {
   let output = '';
   const config = configFile ? ['--config', configFile] : [];
-  const args = [...config, '--host', HOST, '--port', String(port), '--metrics-port', 'off'];
+  const metrics = metricsPort ? String(metricsPort) : 'off';
+  const args = [...config, '--host', HOST, '--port', String(port), '--metrics-port', metrics];
   const child = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
@@ -271,6 +273,14 @@ async function launch(bin, configFile, port, apps, dir, env) {
     httpUrl: `http://${HOST}:${port}`,
     wsUrl: `ws://${HOST}:${port}`,
     configFile,
+    metricsUrl: metricsPort ? `http://${HOST}:${metricsPort}/metrics` : null,
+    /** SIGKILL, as a crash: no drain, no goodbye to the cluster. Resolves once it exited. */
+    kill: async () => {
+      if (!exited) {
+        child.kill('SIGKILL');
+        await exitPromise;
+      }
+    },
     stop,
     output: () => output,
     exited: () => exited,

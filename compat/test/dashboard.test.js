@@ -1,7 +1,7 @@
 'use strict';
 // herald's built-in debug dashboard in headless Chromium (playwright-core, Debian's
 // /usr/bin/chromium): HTTP Basic auth, live counts and channel table, the server-sent event log,
-// and the test-event form reaching a real pusher-js client. Saves a screenshot for the README.
+// and the test-event form reaching a real pusher-js client. Saves a screenshot.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -13,7 +13,6 @@ const h = require('../lib/clients');
 
 const ARTIFACTS = path.join(COMPAT_DIR, 'artifacts');
 const SCREENSHOT = path.join(ARTIFACTS, 'dashboard.png');
-const README_SCREENSHOT = path.join(COMPAT_DIR, '..', 'docs', 'dashboard.png');
 
 const USER = 'admin';
 const PASSWORD = `compat-dashboard-${process.pid}`;
@@ -175,15 +174,9 @@ test('dashboard: Basic auth, live channel table and log, the send form reaches p
     );
     assert.deepEqual(pageErrors, []);
 
-    // 5. A screenshot for the README.
+    // 5. A screenshot (the README's picture, with charts, comes from dashboard-charts.test.js).
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true, timeout: h.WAIT });
-    // The README's picture is refreshed on request only, so test runs leave the tree clean:
-    //   UPDATE_README_SCREENSHOT=1 compat/run
-    if (process.env.UPDATE_README_SCREENSHOT === '1') {
-      fs.mkdirSync(path.dirname(README_SCREENSHOT), { recursive: true });
-      fs.copyFileSync(SCREENSHOT, README_SCREENSHOT);
-    }
   } catch (e) {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-failed.png'), fullPage: true, timeout: h.WAIT }).catch(() => {});

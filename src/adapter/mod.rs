@@ -75,6 +75,30 @@ pub enum Claim<'a> {
     CacheMiss(&'a str),
 }
 
+/// This node's view of its cluster store, for the dashboard's cluster panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinkView {
+    /// Whether the last call to the store succeeded.
+    pub up: bool,
+    /// Broadcasts waiting in the publish queue.
+    pub publish_queue: usize,
+    /// Broadcasts for other nodes dropped so far (`herald_adapter_dropped_total`).
+    pub dropped: u64,
+}
+
+/// A node the cluster store knows, as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSeen {
+    /// Node id.
+    pub node: u32,
+    /// Since its last heartbeat, by the store's clock.
+    pub heartbeat_age_ms: u64,
+    /// Its connections over all apps, as of its last heartbeat.
+    pub connections: u64,
+    /// What it last shared with [`Adapter::share_view`], if that has not expired.
+    pub view: Option<String>,
+}
+
 /// Cluster-facing operations. Every broadcast of the server goes through `publish`.
 pub trait Adapter: Send + Sync + 'static {
     /// Cluster publishing figures for metrics: (pipelines sent, seconds spent, broadcasts
@@ -92,6 +116,22 @@ pub trait Adapter: Send + Sync + 'static {
     /// Whether the cluster store is reachable (readiness); the local adapter always is.
     fn healthy(&self) -> bool {
         true
+    }
+
+    /// This node's view of the cluster store; `None` for the local adapter (no store).
+    fn link_view(&self) -> Option<LinkView> {
+        None
+    }
+
+    /// Every node the cluster store knows (dead ones until they are reaped); `None` when this
+    /// node is alone (the local adapter).
+    fn members(&self) -> BoxFuture<'_, Result<Option<Vec<NodeSeen>>, AdapterError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Shares this node's dashboard view (JSON) with the other nodes for `ttl`.
+    fn share_view<'a>(&'a self, _view: &'a str, _ttl: std::time::Duration) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
     }
 
     /// Delivers to local subscribers at once and to other nodes' subscribers.

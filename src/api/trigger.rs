@@ -16,6 +16,11 @@ fn publish(state: &State, app: &App, ev: &event::Event) {
         .metrics
         .broadcasts_rest
         .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    state
+        .metrics
+        .app(&app.id)
+        .api_messages
+        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     for ch in &ev.channels {
         state.dashboard.emit(&app.id, "api_message", |e| {
             e.channel = Some(ch.clone());

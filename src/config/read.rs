@@ -169,6 +169,7 @@ fn dashboard(v: Value, env: Env, report: &mut Report) -> DashboardConfig {
     r.set("port", &mut d.port, report);
     r.set("user", &mut d.user, report);
     r.set("password", &mut d.password, report);
+    r.set("sample_seconds", &mut d.sample_seconds, report);
     r.finish(report);
     d
 }

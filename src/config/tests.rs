@@ -345,3 +345,19 @@ fn the_readme_toml_snippets_use_real_keys() {
         }
     }
 }
+
+#[test]
+fn dashboard_sample_seconds_range() {
+    let app = "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n";
+    for bad in [0, 3601] {
+        let text = format!("[dashboard]\nsample_seconds = {bad}\n{app}");
+        assert_eq!(
+            problems(&text),
+            ["[dashboard] sample_seconds: must be between 1 and 3600"]
+        );
+    }
+    let text = format!("[dashboard]\nsample_seconds = 1\n{app}");
+    let c = Config::from_toml(&text, &env).unwrap();
+    assert_eq!(c.dashboard.sample_seconds, 1);
+    assert_eq!(DashboardConfig::default().sample_seconds, 10);
+}

@@ -303,6 +303,8 @@ pub struct DashboardConfig {
     pub user: String,
     /// HTTP Basic password; required when enabled. Never logged.
     pub password: String,
+    /// Seconds per chart sample (1..=3600); the last 360 samples are kept.
+    pub sample_seconds: u64,
 }
 
 impl Default for DashboardConfig {
@@ -313,6 +315,7 @@ impl Default for DashboardConfig {
             port: 9602,
             user: "admin".into(),
             password: String::new(),
+            sample_seconds: 10,
         }
     }
 }
@@ -325,6 +328,7 @@ impl std::fmt::Debug for DashboardConfig {
             .field("port", &self.port)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("sample_seconds", &self.sample_seconds)
             .finish()
     }
 }

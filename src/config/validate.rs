@@ -19,6 +19,14 @@ pub(super) fn check(c: &Config, report: &mut Report) {
             "must be set when the dashboard is enabled",
         );
     }
+    if !(1..=3600).contains(&c.dashboard.sample_seconds) {
+        report.key(
+            Part::Dashboard,
+            "[dashboard]",
+            "sample_seconds",
+            "must be between 1 and 3600",
+        );
+    }
     if c.adapter == AdapterKind::Redis {
         redis(c, report);
     }

@@ -458,6 +458,11 @@ impl Session {
             .broadcasts_client
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.state
+            .metrics
+            .app(&self.app.id)
+            .client_events
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.state
             .dashboard
             .emit(&self.app.id, "client_event", |e| {
                 e.channel = Some(channel.clone());

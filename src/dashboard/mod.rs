@@ -1,6 +1,10 @@
 //! The built-in debug dashboard: a live event bus fed by connections, the REST API and the
-//! webhook workers, and a small page served on its own listener (see `server`).
+//! webhook workers, the last hour of counters for the charts (`history`, `series`), the
+//! cluster panel (`cluster`), and a small page served on its own listener (see `server`).
 
+pub mod cluster;
+pub mod history;
+pub mod series;
 pub mod server;
 
 use std::sync::Arc;

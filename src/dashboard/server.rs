@@ -1,6 +1,7 @@
 //! The dashboard's listener: HTTP Basic authentication on every route, the embedded page, JSON
-//! endpoints for counts and channels (cluster-wide through the adapter), a server-sent event
-//! stream of this node's events, and a form endpoint that publishes through the normal path.
+//! endpoints for counts, channels (cluster-wide through the adapter) and the cluster panel with
+//! the charts' points, a server-sent event stream of this node's events, and a form endpoint
+//! that publishes through the normal path.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -126,6 +127,7 @@ async fn route(req: Request<Incoming>, state: Arc<State>) -> Response<Body> {
                 &json!({"node": state.dashboard.node(), "apps": ids}),
             )
         }
+        (&Method::GET, ["api", "cluster"]) => cluster(&state).await,
         (&Method::GET, ["api", "apps", app, "stats"]) => stats(&state, app).await,
         (&Method::GET, ["api", "apps", app, "channels"]) => channels(&state, app).await,
         (&Method::GET, ["api", "apps", app, "events"]) => events(&state, app),
@@ -164,6 +166,27 @@ async fn stats(state: &State, app: &str) -> Response<Body> {
             "messages_out_total": get(&m.messages_out),
         }),
     )
+}
+
+/// Every node and the chart points (this node's, the others' as they shared them, summed).
+async fn cluster(state: &State) -> Response<Body> {
+    let this = super::history::node_view(state);
+    let members = match state.adapter.members().await {
+        Ok(m) => m,
+        // The panel still shows this node (with its view of Redis: down).
+        Err(e) => {
+            tracing::debug!(error = %e, "cluster members not read");
+            Some(Vec::new())
+        }
+    };
+    let view = super::cluster::assemble(this, members, state.config.redis.node_timeout_ms);
+    match serde_json::to_value(&view) {
+        Ok(v) => json_reply(StatusCode::OK, &v),
+        Err(e) => json_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": e.to_string()}),
+        ),
+    }
 }
 
 async fn channels(state: &State, app: &str) -> Response<Body> {

@@ -32,6 +32,46 @@ pub struct Stats {
     pub delivered: AtomicU64,
     /// Events given up after the retry window.
     pub given_up: AtomicU64,
+    /// The three above by app id: delivered, failed, given up.
+    by_app: std::sync::Mutex<std::collections::BTreeMap<String, [u64; 3]>>,
+}
+
+/// What became of a webhook request, for [`Stats::record`].
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    /// Delivered (2xx).
+    Delivered,
+    /// An attempt failed.
+    Failed,
+    /// `n` events given up after the retry window.
+    GivenUp(u64),
+}
+
+impl Stats {
+    /// Counts an outcome in the totals and for the app.
+    pub fn record(&self, app: &str, outcome: Outcome) {
+        let (total, slot, n) = match outcome {
+            Outcome::Delivered => (&self.delivered, 0, 1),
+            Outcome::Failed => (&self.failures, 1, 1),
+            Outcome::GivenUp(n) => (&self.given_up, 2, n),
+        };
+        total.fetch_add(n, Ordering::Relaxed);
+        let mut by_app = self
+            .by_app
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        by_app.entry(app.to_string()).or_default()[slot] += n;
+    }
+
+    /// Delivered, failed and given up, by app id.
+    pub fn by_app(&self) -> Vec<(String, [u64; 3])> {
+        self.by_app
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
 }
 
 /// Where connections and the adapter record webhook events. Cheap to clone.

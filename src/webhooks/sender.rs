@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::body;
-use super::Stats;
+use super::{Outcome, Stats};
 use crate::config::{WebhookConfig, WebhookSettings};
 use failure_log::FailureLog;
 
@@ -136,9 +136,7 @@ pub async fn run(
         )
         .await
         {
-            stats
-                .given_up
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            stats.record(&target.app, Outcome::GivenUp(events.len() as u64));
         }
         if let Some(store) = &target.store {
             store.ack_webhooks(&ids).await;
@@ -197,14 +195,14 @@ async fn deliver(
         };
         match outcome {
             Ok(()) => {
-                stats.delivered.fetch_add(1, Ordering::Relaxed);
+                stats.record(&target.app, Outcome::Delivered);
                 target.dashboard.emit(&target.app, "webhook_sent", |e| {
                     e.detail = Some(receiver.clone())
                 });
                 return true;
             }
             Err(why) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.record(&target.app, Outcome::Failed);
                 target.dashboard.emit(&target.app, "webhook_failed", |e| {
                     e.detail = Some(format!("{receiver}: {why}"))
                 });

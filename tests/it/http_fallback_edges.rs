@@ -302,6 +302,9 @@ async fn streaming_requests_answered_on_the_socket() {
     let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
     // One chunk (hex length, CRLF) carrying the open frame first.
     let (len, chunk) = body.split_once("\r\n").expect("a chunk");
-    assert!(usize::from_str_radix(len, 16).is_ok_and(|n| n > 2), "{body}");
+    assert!(
+        usize::from_str_radix(len, 16).is_ok_and(|n| n > 2),
+        "{body}"
+    );
     assert!(chunk.starts_with("o\na["), "{body}");
 }

@@ -34,6 +34,7 @@ mod slow_consumer;
 mod spawned;
 mod subscribe;
 mod tls;
+mod tls_rotation;
 mod users;
 mod webhook_lifecycle;
 mod webhook_receiver;

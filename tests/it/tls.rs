@@ -15,10 +15,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
 
-struct Certs {
-    cert: String,
-    key: String,
-    der: rustls::pki_types::CertificateDer<'static>,
+pub(crate) struct Certs {
+    pub(crate) cert: String,
+    pub(crate) key: String,
+    pub(crate) der: rustls::pki_types::CertificateDer<'static>,
 }
 
 fn self_signed() -> Certs {
@@ -42,7 +42,7 @@ fn self_signed_in(name: &str) -> Certs {
     }
 }
 
-fn connector(der: &rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
+pub(crate) fn connector(der: &rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der.clone()).unwrap();
@@ -52,7 +52,7 @@ fn connector(der: &rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
-async fn tls_stream(
+pub(crate) async fn tls_stream(
     addr: std::net::SocketAddr,
     c: &TlsConnector,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
@@ -224,7 +224,7 @@ async fn herald_health_probes_a_tls_only_main_port_over_https() {
 }
 
 /// A client trusting both certificates, and the end-entity certificate a new handshake got.
-async fn presented(addr: std::net::SocketAddr, trusted: &[&Certs]) -> Vec<u8> {
+pub(crate) async fn presented(addr: std::net::SocketAddr, trusted: &[&Certs]) -> Vec<u8> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     for c in trusted {

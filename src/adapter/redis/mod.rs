@@ -18,6 +18,7 @@ mod replay;
 mod resync;
 mod scripts;
 mod settle;
+mod view;
 mod webhook_queue;
 mod wire;
 
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, RwLock};
 
-use super::{Adapter, AdapterError, BoxFuture, Claim, Join, SignIn};
+use super::{Adapter, AdapterError, BoxFuture, Claim, Join, LinkView, NodeSeen, SignIn};
 use crate::broadcast::Broadcast;
 use crate::config::RedisConfig;
 use crate::hub::{ChannelStats, CountUpdate, Hub, JoinRefused, Joined, Left};
@@ -58,6 +59,8 @@ pub(crate) struct Inner {
     stale: AtomicBool,
     /// Broadcasts dropped because the publish queue was full.
     dropped: AtomicU64,
+    /// Work the publisher holds back while Redis is away or the cluster settles.
+    held: std::sync::atomic::AtomicUsize,
     /// Pipelines sent to Redis by the publisher, and the microseconds they took.
     publishes: AtomicU64,
     publish_micros: AtomicU64,
@@ -118,6 +121,7 @@ impl RedisAdapter {
             healthy: AtomicBool::new(false),
             stale: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            held: std::sync::atomic::AtomicUsize::new(0),
             publishes: AtomicU64::new(0),
             publish_micros: AtomicU64::new(0),
             webhooks,
@@ -398,6 +402,18 @@ impl Adapter for RedisAdapter {
             self.inner.replayed.load(Ordering::Relaxed),
             self.inner.replay_gaps.load(Ordering::Relaxed),
         )
+    }
+
+    fn link_view(&self) -> Option<LinkView> {
+        Some(self.inner.link_view())
+    }
+
+    fn members(&self) -> BoxFuture<'_, Result<Option<Vec<NodeSeen>>, AdapterError>> {
+        Box::pin(async move { self.inner.members().await.map(Some) })
+    }
+
+    fn share_view<'a>(&'a self, view: &'a str, ttl: Duration) -> BoxFuture<'a, ()> {
+        Box::pin(self.inner.share_view(view, ttl))
     }
 
     fn publish(&self, b: Broadcast) {

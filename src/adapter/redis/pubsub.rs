@@ -81,6 +81,9 @@ pub async fn publisher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Out>) {
             batch.extend(held.drain(..n));
             send(&inner, &mut batch).await;
         }
+        inner
+            .held
+            .store(held.len(), std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -97,6 +97,8 @@ pub struct Seen {
     pub received: u64,
     pub duplicates: u64,
     pub latencies_us: Vec<u32>,
+    /// Deliveries per time slot since the epoch (for the plots).
+    pub arrivals: Vec<u64>,
     /// Close code if the server closed it (e.g. 4200 slow consumer).
     pub closed_with: Option<u16>,
 }
@@ -139,6 +141,7 @@ pub async fn consume(
                     *word |= 1 << b;
                 }
                 seen.received += 1;
+                crate::record::arrive(&mut seen.arrivals, now / 1000);
                 seen.latencies_us
                     .push(now.saturating_sub(stamp.t).min(u64::from(u32::MAX)) as u32);
             }

@@ -5,6 +5,8 @@
 mod client;
 mod http;
 mod measure;
+mod plot;
+mod record;
 mod scenarios;
 mod soak;
 mod webhooks;
@@ -138,6 +140,15 @@ enum Scenario {
         #[arg(long)]
         redis: Option<String>,
     },
+    /// SVG charts from saved herald-bench output (the JSON lines of fanout, flood and idle).
+    Plot {
+        /// Files holding herald-bench output.
+        #[arg(required = true)]
+        inputs: Vec<std::path::PathBuf>,
+        /// Directory to write the SVG files into.
+        #[arg(long, default_value = "docs/bench")]
+        out: std::path::PathBuf,
+    },
     /// Subscribers spread over several nodes, publishing through the first.
     Cluster {
         #[command(flatten)]
@@ -232,6 +243,7 @@ fn main() -> std::process::ExitCode {
             } => {
                 webhooks::webhooks(target, connections, per_connection, receiver_port, redis).await
             }
+            Scenario::Plot { inputs, out } => plot::plot(&inputs, &out),
             Scenario::Cluster {
                 target,
                 nodes,

@@ -46,14 +46,17 @@ pub async fn idle(
 ) -> Result<(), Error> {
     let to = loopback(&t.addr)?;
     let rss0 = t.pid.and_then(rss_kib);
+    let sampler = crate::record::RssSampler::start(t.pid, Duration::from_millis(250));
     let started = Instant::now();
     let key = t.key.clone();
     let opened: Vec<Result<Ws, Error>> = stream::iter(0..n)
         .map(|i| {
             let key = key.clone();
+            let open = sampler.open.clone();
             async move {
                 let mut ws = client::connect(to, client::source(i, sources), &key).await?;
                 client::subscribe(&mut ws, &format!("idle-{}", i % channels.max(1))).await?;
+                open.fetch_add(1, Ordering::Relaxed);
                 Ok(ws)
             }
         })
@@ -70,6 +73,7 @@ pub async fn idle(
     // Let the server settle before reading its memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss1 = t.pid.and_then(rss_kib);
+    let rss_samples = sampler.finish(t.pid);
     let per_conn = match (rss0, rss1) {
         (Some(a), Some(b)) if ok > 0 => Some(b.saturating_sub(a) as f64 / ok as f64),
         _ => None,
@@ -83,7 +87,8 @@ pub async fn idle(
     }
     println!(
         "{}",
-        json!({"scenario": "idle", "connections": ok, "failed": failed, "open_per_s": rate, "rss_before_kib": rss0, "rss_after_kib": rss1, "rss_per_conn_kib": per_conn})
+        json!({"scenario": "idle", "connections": ok, "failed": failed, "open_per_s": rate, "rss_before_kib": rss0, "rss_after_kib": rss1, "rss_per_conn_kib": per_conn,
+               "rss_samples": rss_samples})
     );
     drop(opened);
     Ok(())
@@ -220,11 +225,13 @@ pub async fn fanout(t: Target, subscribers: usize, rate: u32, seconds: u64) -> R
     );
     check("delivered", delivered, "%", "100", tl.received == expected);
     let lat = report_latency("fanout", &mut tl.lat, 2.0);
+    let histogram = crate::record::latency_histogram(&tl.lat.0);
     report_cpu(run.cpu);
     println!(
         "{}",
         json!({"scenario": "fanout", "subscribers": subscribers, "rate": rate, "triggers": run.sent, "expected": expected, "delivered": tl.received,
-               "duplicates": tl.duplicates, "evicted": tl.evicted, "latency": lat, "server_cpu_pct": run.cpu.0, "tool_cpu_pct": run.cpu.1})
+               "duplicates": tl.duplicates, "evicted": tl.evicted, "latency": lat, "server_cpu_pct": run.cpu.0, "tool_cpu_pct": run.cpu.1,
+               "latency_histogram": histogram})
     );
     Ok(())
 }
@@ -286,12 +293,15 @@ pub async fn flood(
     );
     check("silently lost", lost as f64, "msgs", "0", lost == 0);
     let lat = report_latency("flood", &mut tl.lat, f64::INFINITY);
+    let over_time =
+        crate::record::deliveries_over_time(run.seen.iter().map(|s| s.arrivals.as_slice()));
     report_cpu(run.cpu);
     println!(
         "{}",
         json!({"scenario": "flood", "subscribers": subscribers, "publishers": publishers, "triggers": sent, "seconds": run.send_secs, "triggers_per_s": triggers_per_s,
                "deliveries_per_s": deliveries_per_s, "delivered": tl.received, "expected": expected, "evicted": tl.evicted, "evicted_missing": tl.evicted_missing,
-               "lost": lost, "duplicates": tl.duplicates, "latency": lat, "server_cpu_pct": run.cpu.0, "tool_cpu_pct": run.cpu.1})
+               "lost": lost, "duplicates": tl.duplicates, "latency": lat, "server_cpu_pct": run.cpu.0, "tool_cpu_pct": run.cpu.1,
+               "deliveries_over_time": over_time})
     );
     Ok(())
 }
