@@ -37,7 +37,14 @@ pub struct Options {
     pub webhook_port: Option<u16>,
     /// CPU Redis uses per second with no client at all (µs), measured beforehand.
     pub redis_idle_cpu_us: f64,
+    /// Pids of the nodes (not the victim), to charge their CPU to each operation too.
+    pub pids: Vec<u32>,
 }
+
+/// Members already in each `presence-many-*` channel, and the sockets joining them one after
+/// the other: the joins find 48..57 members (52.5 on average), the `node_has` joins 2.
+const MANY_FILL: usize = 48;
+const MANY_JOINERS: usize = 10;
 
 /// Pause between paced publishes, so each goes out in its own pipeline (the publisher batches
 /// whatever queued up during a round trip; `trigger.burst` shows that case).
@@ -197,11 +204,39 @@ struct Meter {
     /// Background cost per second (all servers summed) with every node idle.
     idle: Delta,
     rows: Vec<(String, usize, Delta)>,
+    pids: Vec<u32>,
+}
+
+/// Where a measurement started.
+struct Mark {
+    redis: Vec<Stats>,
+    at: Instant,
+    node_cpu: f64,
 }
 
 impl Meter {
-    async fn start(&self) -> Result<(Vec<Stats>, Instant), Error> {
-        Ok((redis_stats::all(&self.redis).await?, Instant::now()))
+    /// CPU seconds of the nodes together.
+    fn node_cpu(&self) -> f64 {
+        self.pids
+            .iter()
+            .filter_map(|p| crate::measure::cpu_secs(Some(*p)))
+            .sum()
+    }
+
+    async fn start(&self) -> Result<Mark, Error> {
+        Ok(Mark {
+            redis: redis_stats::all(&self.redis).await?,
+            at: Instant::now(),
+            node_cpu: self.node_cpu(),
+        })
+    }
+
+    /// What happened since `from`, all servers summed, nodes' CPU included.
+    async fn since(&self, from: &Mark) -> Result<Delta, Error> {
+        let after = redis_stats::all(&self.redis).await?;
+        let mut d = Delta::sum(&Delta::each(&from.redis, &after));
+        d.node_cpu_us = (self.node_cpu() - from.node_cpu) * 1e6;
+        Ok(d)
     }
 
     /// Ends a measurement of `n` repetitions of `name`; `idle_share` is the share of the idle
@@ -210,23 +245,25 @@ impl Meter {
         &mut self,
         name: &str,
         n: usize,
-        from: (Vec<Stats>, Instant),
+        from: Mark,
         idle_share: f64,
     ) -> Result<Delta, Error> {
         tokio::time::sleep(SETTLE).await;
-        let after = redis_stats::all(&self.redis).await?;
-        let secs = from.1.elapsed().as_secs_f64();
-        let d = Delta::sum(&Delta::each(&from.0, &after))
+        let secs = from.at.elapsed().as_secs_f64();
+        let d = self
+            .since(&from)
+            .await?
             .minus(&self.idle, secs * idle_share)
             .scaled(1.0 / n.max(1) as f64);
         println!(
-            "  {name:<30} {:>6.2} {:>6.2} {:>8.0} {:>8.0} {:>7.1} {:>7.1}   {}",
+            "  {name:<30} {:>6.2} {:>6.2} {:>8.0} {:>8.0} {:>7.1} {:>7.1} {:>7.1}   {}",
             d.commands(),
             d.reads,
             d.net_in,
             d.net_out,
             d.cmd_us,
             d.cpu_us,
+            d.node_cpu_us,
             d.calls
                 .iter()
                 .map(|(c, k)| format!("{c}={k:.2}"))
@@ -251,13 +288,16 @@ pub async fn costs(t: Target, o: Options) -> Result<(), Error> {
         redis: o.redis.clone(),
         idle: Delta::default(),
         rows: Vec::new(),
+        pids: o.pids.clone(),
     };
     // The idle rate: heartbeats and polls of every node (the victim's included).
     let idle_secs = 5.0;
     let s0 = m.start().await?;
     tokio::time::sleep(Duration::from_secs_f64(idle_secs)).await;
-    let s1 = redis_stats::all(&o.redis).await?;
-    let idle = Delta::sum(&Delta::each(&s0.0, &s1)).scaled(1.0 / s0.1.elapsed().as_secs_f64());
+    let idle = m
+        .since(&s0)
+        .await?
+        .scaled(1.0 / s0.at.elapsed().as_secs_f64());
     let live = o.nodes.len() + usize::from(o.victim.is_some());
     let beats = live as f64 * 1000.0 / o.heartbeat_ms.max(1) as f64;
     m.idle = idle.clone();
@@ -268,14 +308,23 @@ pub async fn costs(t: Target, o: Options) -> Result<(), Error> {
         o.redis.len()
     );
     println!(
-        "  {:<30} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7}   calls",
-        "operation (per repetition)", "cmds", "rtrips", "B in", "B out", "cmd µs", "CPU µs"
+        "  {:<30} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7} {:>7}   calls",
+        "operation (per repetition)",
+        "cmds",
+        "rtrips",
+        "B in",
+        "B out",
+        "cmd µs",
+        "CPU µs",
+        "node µs"
     );
     let mut hb = idle.scaled(1.0 / beats);
     hb.cpu_us = (idle.cpu_us - o.redis_idle_cpu_us).max(0.0) / beats;
+    hb.node_cpu_us =
+        idle.node_cpu_us / (o.nodes.len() as f64 * 1000.0 / o.heartbeat_ms.max(1) as f64);
     println!(
-        "  {:<30} {:>6.2} {:>6.2} {:>8.0} {:>8.0} {:>7.1} {:>7.1}   (idle rate / {beats:.0} beats/s)",
-        "heartbeat", hb.commands(), hb.reads, hb.net_in, hb.net_out, hb.cmd_us, hb.cpu_us
+        "  {:<30} {:>6.2} {:>6.2} {:>8.0} {:>8.0} {:>7.1} {:>7.1} {:>7.1}   (idle rate / {beats:.0} beats/s)",
+        "heartbeat", hb.commands(), hb.reads, hb.net_in, hb.net_out, hb.cmd_us, hb.cpu_us, hb.node_cpu_us
     );
     m.rows.push(("heartbeat".into(), 0, hb));
 
@@ -355,6 +404,46 @@ pub async fn costs(t: Target, o: Options) -> Result<(), Error> {
             let _ = k.ws.close(None).await;
         }
     }
+
+    // Presence channels with many members: a join returns the member list, so its cost grows
+    // with the members. Fillers on the first two nodes (as in the rows above), then joiners.
+    let chans: Vec<String> = (0..10).map(|i| format!("presence-many-{i}")).collect();
+    let mut fillers = Vec::new();
+    for f in 0..MANY_FILL {
+        let mut sk = open_id(addrs[f % addrs.len().min(2)], f, &t.key).await?;
+        join_all(&t, &mut sk, &chans, &format!("f{f}")).await?;
+        fillers.push(sk);
+    }
+    let mut joiners = Vec::new();
+    for j in 0..MANY_JOINERS {
+        joiners.push(open_id(a, j, &t.key).await?);
+    }
+    let s = m.start().await?;
+    for (j, sk) in joiners.iter_mut().enumerate() {
+        join_all(&t, sk, &chans, &format!("j{j}")).await?;
+    }
+    m.stop(
+        "subscribe.presence.many",
+        MANY_JOINERS * chans.len(),
+        s,
+        1.0,
+    )
+    .await?;
+    let s = m.start().await?;
+    for sk in &mut joiners {
+        leave_all(sk, &chans).await?;
+    }
+    m.stop(
+        "unsubscribe.presence.many",
+        MANY_JOINERS * chans.len(),
+        s,
+        1.0,
+    )
+    .await?;
+    for mut sk in fillers.into_iter().chain(joiners) {
+        let _ = sk.ws.close(None).await;
+    }
+    tokio::time::sleep(SETTLE).await;
 
     // Sign-in, then the disconnect of signed-in sockets.
     let mut socks = Vec::new();
@@ -513,8 +602,8 @@ pub async fn costs(t: Target, o: Options) -> Result<(), Error> {
             // counts), so the difference is divided by the events the receiver got.
             let d = wh.minus(plain, 1.0).scaled(n as f64 / events.max(1) as f64);
             println!(
-                "  {:<30} {:>6.2} {:>6.2} {:>8.0} {:>8.0} {:>7.1} {:>7.1}   ({events} webhook events received for {n} channels)",
-                "webhook", d.commands(), d.reads, d.net_in, d.net_out, d.cmd_us, d.cpu_us
+                "  {:<30} {:>6.2} {:>6.2} {:>8.0} {:>8.0} {:>7.1} {:>7.1} {:>7.1}   ({events} webhook events received for {n} channels)",
+                "webhook", d.commands(), d.reads, d.net_in, d.net_out, d.cmd_us, d.cpu_us, d.node_cpu_us
             );
             m.rows.push(("webhook".into(), events as usize, d));
         }
@@ -579,8 +668,8 @@ pub async fn costs(t: Target, o: Options) -> Result<(), Error> {
     println!(
         "{}",
         serde_json::json!({"scenario": "costs", "nodes": o.nodes.len(), "redis_servers": o.redis.len(),
-            "heartbeat_ms": o.heartbeat_ms, "redis_idle_cpu_us": o.redis_idle_cpu_us,
-            "used_memory_start": s0.0.iter().map(|x| x.used_memory).sum::<u64>(), "idle_per_s": idle.json(), "ops": ops})
+            "heartbeat_ms": o.heartbeat_ms, "presence_many_members": MANY_FILL as f64 + (MANY_JOINERS as f64 - 1.0) / 2.0, "redis_idle_cpu_us": o.redis_idle_cpu_us,
+            "used_memory_start": s0.redis.iter().map(|x| x.used_memory).sum::<u64>(), "idle_per_s": idle.json(), "ops": ops})
     );
     Ok(())
 }

@@ -178,6 +178,9 @@ enum Scenario {
         /// kept out of the per-node heartbeat.
         #[arg(long, default_value_t = 0.0)]
         redis_idle_cpu_us: f64,
+        /// Pids of the nodes (comma separated, not the victim): their CPU per operation too.
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
     },
     /// Predicts Redis and node load for a workload from the measured costs (see `model.rs`);
     /// with `--measure`, runs that workload against running nodes and prints both.
@@ -286,6 +289,7 @@ fn main() -> std::process::ExitCode {
                 victim_pid,
                 webhook_port,
                 redis_idle_cpu_us,
+                pids,
             } => {
                 let options = costs::Options {
                     nodes,
@@ -295,6 +299,7 @@ fn main() -> std::process::ExitCode {
                     victim: victim.zip(victim_pid),
                     webhook_port,
                     redis_idle_cpu_us,
+                    pids,
                 };
                 costs::costs(target, options).await
             }

@@ -34,6 +34,8 @@ pub struct Cost {
     pub cpu_us: f64,
     /// used_memory change, bytes.
     pub memory: f64,
+    /// CPU of the herald nodes together, µs.
+    pub node_cpu_us: f64,
 }
 
 impl std::ops::Add for Cost {
@@ -46,6 +48,7 @@ impl std::ops::Add for Cost {
             bytes_out: self.bytes_out + o.bytes_out,
             cpu_us: self.cpu_us + o.cpu_us,
             memory: self.memory + o.memory,
+            node_cpu_us: self.node_cpu_us + o.node_cpu_us,
         }
     }
 }
@@ -67,6 +70,7 @@ impl std::ops::Mul<f64> for Cost {
             bytes_out: self.bytes_out * k,
             cpu_us: self.cpu_us * k,
             memory: self.memory * k,
+            node_cpu_us: self.node_cpu_us * k,
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct Costs {
     pub base_memory: f64,
     /// CPU µs per second a Redis server uses with no clients.
     pub idle_cpu_us: f64,
+    /// Members a `subscribe.presence.many` join found on average (0: not measured).
+    pub many_members: f64,
 }
 
 impl Costs {
@@ -105,6 +111,7 @@ impl Costs {
                         bytes_out: f(o, "bytes_out"),
                         cpu_us: f(o, "cpu_us"),
                         memory: f(o, "memory"),
+                        node_cpu_us: f(o, "node_cpu_us"),
                     },
                 )
             })
@@ -113,6 +120,7 @@ impl Costs {
             ops,
             base_memory: f(&v, "used_memory_start"),
             idle_cpu_us: f(&v, "redis_idle_cpu_us"),
+            many_members: f(&v, "presence_many_members"),
         })
     }
 
@@ -269,7 +277,32 @@ pub fn churn_pair(c: &Costs, kind: &str, per_channel: f64, nodes: f64) -> Result
     let unsub = c.get(&format!("unsubscribe.{kind}.vacate"))? * p_new
         + g("unsubscribe", "node_last")? * (p_node - p_new)
         + c.get(&format!("unsubscribe.{kind}.node_keeps"))? * (1.0 - p_node);
-    Ok(sub + unsub)
+    Ok(sub + unsub + per_member(c, kind)? * (per_channel - NODE_HAS_MEMBERS))
+}
+
+/// Members a `node_has` join finds (the channel's holder and the subscriber on another node).
+pub const NODE_HAS_MEMBERS: f64 = 2.0;
+
+/// What one more member adds to a presence join + leave (the member list goes back to the
+/// joiner), from the `presence.many` rows against the `node_has`/`node_keeps` ones; zero for
+/// other kinds or when not measured.
+pub fn per_member(c: &Costs, kind: &str) -> Result<Cost, Error> {
+    if kind != "presence" || c.many_members <= NODE_HAS_MEMBERS {
+        return Ok(Cost::default());
+    }
+    let (Some(join), Some(leave)) = (
+        c.ops.get("subscribe.presence.many"),
+        c.ops.get("unsubscribe.presence.many"),
+    ) else {
+        return Ok(Cost::default());
+    };
+    let base = c.get("subscribe.presence.node_has")? + c.get("unsubscribe.presence.node_keeps")?;
+    let mut slope = (*join + *leave - base) * (1.0 / (c.many_members - NODE_HAS_MEMBERS));
+    // Memory is held per member already (node_has); commands do not depend on the members.
+    slope.memory = 0.0;
+    slope.commands = 0.0;
+    slope.round_trips = 0.0;
+    Ok(slope)
 }
 
 /// Expected number of nodes other than the publishing one with a subscriber of a channel of
@@ -355,9 +388,13 @@ pub fn predict(w: &Workload, c: &Costs) -> Result<Prediction, Error> {
         memory += c.get("signin")?.memory * w.connections * w.signin_share;
     }
 
+    // Node CPU: publishes at the busy-node figures of the single-node throughput benchmarks
+    // (a node at high load amortises the wake-ups the paced `costs` run pays per operation);
+    // churn, heartbeats and webhooks at their measured node CPU.
     let deliveries = (w.triggers_per_s + w.client_events_per_s) * per_channel;
-    let node_cpu = (deliveries * node::CPU_PER_DELIVERY_US
-        + w.triggers_per_s * node::CPU_PER_REST_US)
+    let node_cpu = (state.node_cpu_us
+        + w.triggers_per_s * node::CPU_PER_REST_US
+        + deliveries * node::CPU_PER_DELIVERY_US)
         / 1e6
         / w.nodes.max(1.0);
     let node_rss = node::BASE_RSS + node::RSS_PER_CONNECTION * w.connections / w.nodes.max(1.0);
@@ -378,6 +415,8 @@ pub fn predict(w: &Workload, c: &Costs) -> Result<Prediction, Error> {
 pub struct Limits {
     /// Cores per herald node.
     pub node_cores: f64,
+    /// RAM per herald node, bytes.
+    pub node_ram: f64,
     /// Share of a resource planned for (the rest is headroom).
     pub headroom: f64,
     /// One Redis server's network, bytes/s each way.
@@ -392,14 +431,39 @@ pub struct Sizing {
     pub shards: Option<usize>,
     /// What runs out first on Redis as load grows.
     pub redis_limit: &'static str,
+    /// What sets the node count: "CPU" or "memory".
+    pub node_limit: &'static str,
+    /// The prediction at that node count.
+    pub prediction: Prediction,
 }
 
-/// Nodes for the CPU, and the fewest shards keeping every shard's CPU and network under the
-/// limit (a single Redis counts as one shard).
+/// Nodes for CPU and memory (the node count changes the Redis cost, so this iterates until
+/// it settles), then the fewest shards keeping every shard's CPU and network under the limit
+/// (a single Redis counts as one shard).
 pub fn size(w: &Workload, c: &Costs, l: &Limits) -> Result<Sizing, Error> {
-    let p = predict(w, c)?;
-    let node_total = p.node_cpu * w.nodes.max(1.0);
-    let nodes = (node_total / (l.node_cores * l.headroom)).ceil().max(1.0);
+    let mut w = w.clone();
+    let mut p = predict(&w, c)?;
+    let mut node_limit = "CPU";
+    for _ in 0..20 {
+        let by_cpu = p.node_cpu * w.nodes / (l.node_cores * l.headroom);
+        let rss_total = p.node_rss * w.nodes;
+        // Each node's base RSS comes with it: solve n × base + per-connection ≤ n × cap.
+        let per_conn_total = rss_total - node::BASE_RSS * w.nodes;
+        let by_ram = per_conn_total / (l.node_ram * l.headroom - node::BASE_RSS).max(1.0);
+        node_limit = if by_ram.max(by_cpu) <= 1.0 {
+            "neither: one node is enough"
+        } else if by_ram > by_cpu {
+            "memory"
+        } else {
+            "CPU"
+        };
+        let nodes = by_cpu.max(by_ram).ceil().max(1.0);
+        if nodes == w.nodes {
+            break;
+        }
+        w.nodes = nodes;
+        p = predict(&w, c)?;
+    }
     let cpu_cap = l.headroom * 1e6;
     let net_cap = l.headroom * l.redis_net;
     let over = |s: &Cost| s.cpu_us > cpu_cap || s.bytes_out.max(s.bytes_in) > net_cap;
@@ -415,9 +479,11 @@ pub fn size(w: &Workload, c: &Costs, l: &Limits) -> Result<Sizing, Error> {
         "network"
     };
     Ok(Sizing {
-        nodes,
+        nodes: w.nodes,
         shards,
         redis_limit,
+        node_limit,
+        prediction: p,
     })
 }
 
@@ -451,6 +517,9 @@ pub struct ModelArgs {
     /// Cores per herald node, for sizing.
     #[arg(long, default_value_t = 4.0)]
     node_cores: f64,
+    /// RAM per herald node, GiB, for sizing.
+    #[arg(long, default_value_t = 8.0)]
+    node_ram_gib: f64,
     /// Planned share of each resource.
     #[arg(long, default_value_t = 0.7)]
     headroom: f64,
@@ -527,6 +596,7 @@ pub async fn model(a: ModelArgs) -> Result<(), Error> {
     let p = predict(&w, &c)?;
     let limits = Limits {
         node_cores: a.node_cores,
+        node_ram: a.node_ram_gib * 1024.0 * 1024.0 * 1024.0,
         headroom: a.headroom,
         redis_net: a.redis_net,
     };
@@ -552,13 +622,35 @@ pub async fn model(a: ModelArgs) -> Result<(), Error> {
         p.node_cpu,
         p.node_rss / 1048576.0
     );
+    let sp = &s.prediction;
+    let n_shards = s.shards.unwrap_or(1);
+    let sized = sp.redis.shards(n_shards);
     println!(
-        "  sizing ({} cores/node, {:.0} % planned): {} node(s), {} Redis shard(s); Redis limit first: {}",
+        "  sizing ({} cores and {} GiB per node, {:.0} % planned): {} node(s) (set by {}), {} Redis shard(s); Redis limit first: {}",
         a.node_cores,
+        a.node_ram_gib,
         a.headroom * 100.0,
         s.nodes,
+        s.node_limit,
         s.shards.map_or("no number of".to_string(), |n| n.to_string()),
         s.redis_limit
+    );
+    println!(
+        "    at {} nodes: {:.2} cores and {:.0} MiB per node",
+        s.nodes,
+        sp.node_cpu,
+        sp.node_rss / 1048576.0
+    );
+    for (i, sh) in sized.iter().enumerate() {
+        print_cost(&format!("  sized shard {i}"), sh);
+    }
+    let mut state = sp.redis.state;
+    state.cpu_us += sp.redis.idle_cpu_us;
+    println!(
+        "    state alone (one hash tag): {:.3} cores, {:.0} cmd/s; one Redis for everything: {:.3} cores",
+        state.cpu_us / 1e6,
+        state.commands,
+        sp.redis.total(1).cpu_us / 1e6
     );
     let json = |c: &Cost| {
         serde_json::json!({"commands_per_s": c.commands, "round_trips_per_s": c.round_trips,
@@ -567,11 +659,25 @@ pub async fn model(a: ModelArgs) -> Result<(), Error> {
     let mut out = serde_json::json!({"scenario": "model",
         "predicted": {"shards": shards.iter().map(json).collect::<Vec<_>>(), "total": json(&total),
             "memory": p.redis.memory, "node_cpu_cores": p.node_cpu, "node_rss": p.node_rss},
-        "sizing": {"nodes": s.nodes, "shards": s.shards, "redis_limit": s.redis_limit}});
+        "sizing": {"nodes": s.nodes, "node_limit": s.node_limit, "shards": s.shards, "redis_limit": s.redis_limit,
+            "node_cpu_cores": sp.node_cpu, "node_rss": sp.node_rss, "state_cpu_cores": state.cpu_us / 1e6,
+            "shards_at_size": sized.iter().map(json).collect::<Vec<_>>(), "single_redis_cpu_cores": sp.redis.total(1).cpu_us / 1e6}});
     if !a.measure.is_empty() {
         let m =
             crate::validate::run(&a.target, &a.measure, &a.redis, &a.pids, &w, a.seconds).await?;
+        // Predict again for the rates the run achieved (the load tool may fall short).
+        let achieved = Workload {
+            triggers_per_s: m.triggers as f64 / m.secs,
+            churn_per_s: m.churned as f64 / m.secs,
+            ..w.clone()
+        };
+        println!(
+            "  achieved {:.1} triggers/s, {:.1} churns/s: predicted for those",
+            achieved.triggers_per_s, achieved.churn_per_s
+        );
+        let p = predict(&achieved, &c)?;
         out["measured"] = crate::validate::report(&p, &m);
+        out["achieved"] = serde_json::json!({"triggers_per_s": achieved.triggers_per_s, "churn_per_s": achieved.churn_per_s});
     }
     println!("{out}");
     Ok(())
@@ -589,6 +695,7 @@ mod tests {
             bytes_out: commands * 20.0,
             cpu_us,
             memory,
+            node_cpu_us: cpu_us * 2.0,
         }
     }
 
@@ -629,6 +736,7 @@ mod tests {
             ops,
             base_memory: 1000.0,
             idle_cpu_us: 0.0,
+            many_members: 0.0,
         }
     }
 
@@ -650,6 +758,26 @@ mod tests {
         let (pn, pd) = ((-3.0f64).exp(), (-1.0f64).exp());
         let want = 2.0 * (8.0 * pn + 6.0 * (pd - pn) + 4.0 * (1.0 - pd));
         assert!(close(mid.commands, want), "{} vs {want}", mid.commands);
+    }
+
+    #[test]
+    fn presence_joins_grow_with_the_members() {
+        let mut c = costs();
+        // Measured at 52 members: join + leave 100 µs dearer than at 2 → 2 µs per member.
+        c.many_members = 52.0;
+        let join = c.ops["subscribe.presence.node_has"] + cost(0.0, 60.0, 0.0);
+        let leave = c.ops["unsubscribe.presence.node_keeps"] + cost(0.0, 40.0, 0.0);
+        c.ops.insert("subscribe.presence.many".into(), join);
+        c.ops.insert("unsubscribe.presence.many".into(), leave);
+        let slope = per_member(&c, "presence").expect("costs");
+        assert!(close(slope.cpu_us, 2.0));
+        assert_eq!(slope.commands, 0.0);
+        assert_eq!(per_member(&c, "public").expect("costs"), Cost::default());
+        // 12 members per channel: 10 more than the node_has case.
+        let at12 = churn_pair(&c, "presence", 12.0, 1.0).expect("costs");
+        let flat = churn_pair(&costs(), "presence", 12.0, 1.0).expect("costs");
+        assert!(close(at12.cpu_us - flat.cpu_us, 20.0));
+        assert!(close(flat.commands, at12.commands));
     }
 
     #[test]
@@ -691,8 +819,11 @@ mod tests {
         assert!(close(p.redis.state.commands, 90.0), "{:?}", p.redis.state);
         assert!(close(p.redis.pubsub.commands, 100.0));
         assert!(close(p.redis.pubsub.cpu_us, 500.0));
-        // Node: 100 REST triggers/s over 2 nodes, no deliveries.
-        assert!(close(p.node_cpu, 100.0 * node::CPU_PER_REST_US / 1e6 / 2.0));
+        // Node: churn and heartbeats at their measured node CPU (2 × their Redis CPU here),
+        // 100 REST triggers at the busy figure, no deliveries; over 2 nodes.
+        let state_cpu = 2.0 * (10.0 * 80.0 + 2.0 * 50.0);
+        let want = (state_cpu + 100.0 * node::CPU_PER_REST_US) / 1e6 / 2.0;
+        assert!(close(p.node_cpu, want), "{} vs {want}", p.node_cpu);
         assert!(close(
             p.node_rss,
             node::BASE_RSS + 50.0 * node::RSS_PER_CONNECTION
@@ -737,6 +868,7 @@ mod tests {
         let c = costs();
         let limits = Limits {
             node_cores: 4.0,
+            node_ram: 1e12,
             headroom: 0.5,
             redis_net: 1e12,
         };
@@ -762,6 +894,28 @@ mod tests {
     }
 
     #[test]
+    fn sizing_counts_nodes_for_memory_when_connections_dominate() {
+        let c = costs();
+        let gib = 1024.0 * 1024.0 * 1024.0;
+        let limits = Limits {
+            node_cores: 4.0,
+            node_ram: gib,
+            headroom: 0.5,
+            redis_net: 1e12,
+        };
+        let w = Workload {
+            connections: 1e6,
+            channels: 1e5,
+            ..Workload::default()
+        };
+        let s = size(&w, &c, &limits).expect("costs");
+        let want = (1e6 * node::RSS_PER_CONNECTION / (0.5 * gib - node::BASE_RSS)).ceil();
+        assert_eq!(s.nodes, want);
+        assert_eq!(s.node_limit, "memory");
+        assert!(s.prediction.node_rss <= 0.5 * gib);
+    }
+
+    #[test]
     fn reads_a_costs_line() {
         let text = "table...\n{\"scenario\":\"costs\",\"used_memory_start\":2048,\"ops\":{\"connect\":{\"commands\":0.5,\"round_trips\":0.25,\"bytes_in\":3,\"bytes_out\":4,\"cpu_us\":5,\"memory\":6}}}\n";
         let c = Costs::from_json(text).expect("parses");
@@ -774,7 +928,8 @@ mod tests {
                 bytes_in: 3.0,
                 bytes_out: 4.0,
                 cpu_us: 5.0,
-                memory: 6.0
+                memory: 6.0,
+                node_cpu_us: 0.0,
             }
         );
         assert!(c.get("signin").is_err());

@@ -96,6 +96,8 @@ pub struct Delta {
     pub writes: f64,
     /// Change of used_memory, bytes.
     pub memory: f64,
+    /// CPU of the herald nodes, µs (set by the caller when it knows their pids).
+    pub node_cpu_us: f64,
 }
 
 impl Delta {
@@ -147,6 +149,7 @@ impl Delta {
             writes: (self.writes - other.writes * k).max(0.0),
             // A level, not a rate: the background does not grow it.
             memory: self.memory,
+            node_cpu_us: (self.node_cpu_us - other.node_cpu_us * k).max(0.0),
         }
     }
 
@@ -161,6 +164,7 @@ impl Delta {
             reads: self.reads * k,
             writes: self.writes * k,
             memory: self.memory * k,
+            node_cpu_us: self.node_cpu_us * k,
         }
     }
 
@@ -178,6 +182,7 @@ impl Delta {
             t.reads += d.reads;
             t.writes += d.writes;
             t.memory += d.memory;
+            t.node_cpu_us += d.node_cpu_us;
         }
         t
     }
@@ -200,6 +205,7 @@ impl Delta {
             "round_trips": r(self.reads), "writes": r(self.writes),
             "bytes_in": r(self.net_in), "bytes_out": r(self.net_out),
             "cmd_us": r(self.cmd_us), "cpu_us": r(self.cpu_us), "memory": r(self.memory),
+            "node_cpu_us": r(self.node_cpu_us),
         })
     }
 }

@@ -24,6 +24,8 @@ pub struct Measured {
     pub node_rss: Vec<f64>,
     pub triggers: u64,
     pub churned: u64,
+    /// Seconds measured.
+    pub secs: f64,
 }
 
 /// The channels connection `i` subscribes to.
@@ -219,6 +221,7 @@ pub async fn run(
         bytes_out: d.net_out / secs,
         cpu_us: d.cpu_us / secs,
         memory: a.used_memory as f64,
+        node_cpu_us: 0.0,
     };
     let redis = Delta::each(&before, &after)
         .iter()
@@ -231,6 +234,7 @@ pub async fn run(
         node_rss,
         triggers,
         churned: churned_n,
+        secs,
     })
 }
 
