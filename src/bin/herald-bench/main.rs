@@ -7,8 +7,11 @@ mod costs;
 mod http;
 mod measure;
 mod model;
+mod model_cmd;
+mod pusher_ops;
 mod redis_stats;
 mod scenarios;
+mod sizing;
 mod soak;
 mod validate;
 mod webhooks;
@@ -184,7 +187,7 @@ enum Scenario {
     },
     /// Predicts Redis and node load for a workload from the measured costs (see `model.rs`);
     /// with `--measure`, runs that workload against running nodes and prints both.
-    Model(model::ModelArgs),
+    Model(model_cmd::ModelArgs),
     /// Subscribers spread over several nodes, publishing through the first.
     Cluster {
         #[command(flatten)]
@@ -303,7 +306,7 @@ fn main() -> std::process::ExitCode {
                 };
                 costs::costs(target, options).await
             }
-            Scenario::Model(args) => model::model(args).await,
+            Scenario::Model(args) => model_cmd::model(args).await,
             Scenario::Cluster {
                 target,
                 nodes,

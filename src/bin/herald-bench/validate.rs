@@ -10,8 +10,8 @@ use futures_util::StreamExt;
 use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::client::{self, Error};
-use crate::costs::{join_all, open_id, Rest};
 use crate::model::{Cost, Prediction, Workload};
+use crate::pusher_ops::{join_all, open_id, Rest};
 use crate::redis_stats::{self, Delta};
 use crate::Target;
 
