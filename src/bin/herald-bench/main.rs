@@ -3,12 +3,19 @@
 //! JSON line.
 
 mod client;
+mod costs;
 mod http;
 mod measure;
+mod model;
+mod model_cmd;
 mod plot;
+mod pusher_ops;
 mod record;
+mod redis_stats;
 mod scenarios;
+mod sizing;
 mod soak;
+mod validate;
 mod webhooks;
 
 use clap::{Args, Parser, Subcommand};
@@ -149,6 +156,49 @@ enum Scenario {
         #[arg(long, default_value = "docs/bench")]
         out: std::path::PathBuf,
     },
+    /// The Redis cost of each herald operation (commands, round trips, bytes, CPU), measured
+    /// from Redis's INFO counters around N repetitions against running nodes.
+    Costs {
+        #[command(flatten)]
+        target: Target,
+        /// Nodes (host:port), comma separated; operations go through the first.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "127.0.0.1:6001,127.0.0.1:6002"
+        )]
+        nodes: Vec<String>,
+        /// Redis servers to read (every master of a cluster), comma separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "redis://127.0.0.1:6390/0"
+        )]
+        redis: Vec<String>,
+        #[arg(long, default_value_t = 500)]
+        repeat: usize,
+        /// The nodes' `[redis] heartbeat_ms`.
+        #[arg(long, default_value_t = 1000)]
+        heartbeat_ms: u64,
+        /// A node this run may kill with SIGKILL to measure reaping, as host:port.
+        #[arg(long, requires = "victim_pid")]
+        victim: Option<String>,
+        #[arg(long)]
+        victim_pid: Option<u32>,
+        /// Port of a local webhook receiver the nodes send `wh-` channels' webhooks to.
+        #[arg(long)]
+        webhook_port: Option<u16>,
+        /// CPU µs per second Redis uses with no clients (measured before the nodes start);
+        /// kept out of the per-node heartbeat.
+        #[arg(long, default_value_t = 0.0)]
+        redis_idle_cpu_us: f64,
+        /// Pids of the nodes (comma separated, not the victim): their CPU per operation too.
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
+    },
+    /// Predicts Redis and node load for a workload from the measured costs (see `model.rs`);
+    /// with `--measure`, runs that workload against running nodes and prints both.
+    Model(model_cmd::ModelArgs),
     /// Subscribers spread over several nodes, publishing through the first.
     Cluster {
         #[command(flatten)]
@@ -244,6 +294,31 @@ fn main() -> std::process::ExitCode {
                 webhooks::webhooks(target, connections, per_connection, receiver_port, redis).await
             }
             Scenario::Plot { inputs, out } => plot::plot(&inputs, &out),
+            Scenario::Costs {
+                target,
+                nodes,
+                redis,
+                repeat,
+                heartbeat_ms,
+                victim,
+                victim_pid,
+                webhook_port,
+                redis_idle_cpu_us,
+                pids,
+            } => {
+                let options = costs::Options {
+                    nodes,
+                    redis,
+                    repeat,
+                    heartbeat_ms,
+                    victim: victim.zip(victim_pid),
+                    webhook_port,
+                    redis_idle_cpu_us,
+                    pids,
+                };
+                costs::costs(target, options).await
+            }
+            Scenario::Model(args) => model_cmd::model(args).await,
             Scenario::Cluster {
                 target,
                 nodes,

@@ -21,15 +21,15 @@ use crate::Target;
 
 /// Events the receiver got, and when the first and the last arrived.
 #[derive(Debug, Default)]
-struct Got {
-    events: u64,
+pub(crate) struct Got {
+    pub(crate) events: u64,
     requests: u64,
     first: Option<Instant>,
     last: Option<Instant>,
 }
 
 /// Answers 200 to every request on `port` and counts the events of each body.
-async fn receiver(port: u16, got: Arc<Mutex<Got>>) -> Result<(), Error> {
+pub(crate) async fn receiver(port: u16, got: Arc<Mutex<Got>>) -> Result<(), Error> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
