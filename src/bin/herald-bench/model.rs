@@ -172,6 +172,8 @@ pub struct Workload {
     /// Redis Cluster masters; 1 is one Redis server.
     pub shards: f64,
     pub heartbeat_ms: f64,
+    /// The nodes' `[redis] replay_ms`: how long each message stays in its channel's log.
+    pub replay_ms: f64,
 }
 
 impl Default for Workload {
@@ -191,6 +193,7 @@ impl Default for Workload {
             webhooks_per_s: 0.0,
             shards: 1.0,
             heartbeat_ms: 1000.0,
+            replay_ms: 10_000.0,
         }
     }
 }
@@ -330,6 +333,20 @@ pub fn publish_cost(c: &Costs, prefix: &str, k: f64, payload: f64) -> Result<Cos
     Ok(cost)
 }
 
+/// Bytes a channel log holds per message beyond its payload (the broadcast's JSON envelope,
+/// stream entry and allocator overhead), fitted to the used_memory of validation runs v1 and
+/// v2 (411 and 431 B per logged message at 100 B payloads); v3 is the independent check.
+pub const LOG_ENTRY_OVERHEAD_B: f64 = 320.0;
+
+/// Memory of the channel logs: every message between nodes (triggers, client events, presence
+/// member events) stays `replay_ms` in its channel's stream. On a Cluster it spreads with the
+/// channels; it is counted with the rest here.
+pub fn log_memory(w: &Workload) -> f64 {
+    let member_events = w.churn_per_s * w.subs_per_connection * w.presence_share * 2.0;
+    let logged = w.triggers_per_s + w.client_events_per_s + member_events;
+    logged * w.replay_ms / 1000.0 * (w.payload_bytes + LOG_ENTRY_OVERHEAD_B)
+}
+
 /// Predicts the load of `w` from `c`.
 pub fn predict(w: &Workload, c: &Costs) -> Result<Prediction, Error> {
     let per_channel = w.fanout();
@@ -383,6 +400,7 @@ pub fn predict(w: &Workload, c: &Costs) -> Result<Prediction, Error> {
     if w.signin_share > 0.0 {
         memory += c.get("signin")?.memory * w.connections * w.signin_share;
     }
+    memory += log_memory(w);
 
     // Node CPU: publishes at the busy-node figures of the single-node throughput benchmarks
     // (a node at high load amortises the wake-ups the paced `costs` run pays per operation);
@@ -560,6 +578,7 @@ pub(crate) mod tests {
             nodes: 1.0,
             connections: 1000.0,
             channels: 10.0,
+            replay_ms: 0.0,
             ..Workload::default()
         };
         let p = predict(&w, &c).expect("costs");
@@ -567,6 +586,30 @@ pub(crate) mod tests {
         let occ = 10.0 * (1.0 - (-100.0f64).exp());
         let want = 1000.0 + 300.0 * occ + 10.0 * (1000.0 - occ);
         assert!(close(p.redis.memory, want), "{} vs {want}", p.redis.memory);
+    }
+
+    #[test]
+    fn channel_logs_hold_every_message_for_the_window() {
+        let w = Workload {
+            triggers_per_s: 200.0,
+            client_events_per_s: 10.0,
+            churn_per_s: 10.0,
+            presence_share: 0.5,
+            payload_bytes: 100.0,
+            replay_ms: 10_000.0,
+            ..Workload::default()
+        };
+        // (200 + 10 + 10 joins/leaves × 0.5 presence × 2 events) × 10 s × (100 + 320) B.
+        assert!(close(log_memory(&w), 220.0 * 10.0 * 420.0));
+        let off = Workload {
+            replay_ms: 0.0,
+            ..w.clone()
+        };
+        assert_eq!(log_memory(&off), 0.0);
+        let c = costs();
+        let with = predict(&w, &c).expect("costs").redis.memory;
+        let without = predict(&off, &c).expect("costs").redis.memory;
+        assert!(close(with - without, log_memory(&w)));
     }
 
     #[test]
