@@ -3,6 +3,8 @@
 
 mod common;
 
+mod app_store;
+mod app_store_db;
 mod bad_input;
 mod cache;
 mod cli;
