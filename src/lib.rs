@@ -102,7 +102,8 @@ impl Server {
         let reloadable = Arc::new(ReloadableApps::from_config(&config));
         let store = match &config.app_store {
             Some(c) => Some(Arc::new(
-                StoreApps::new(c, config.limits, hub.clone()).map_err(StartError::Store)?,
+                StoreApps::new(c, config.limits, hub.clone(), reloadable.clone())
+                    .map_err(StartError::Store)?,
             )),
             None => None,
         };

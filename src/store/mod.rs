@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, OnceCell};
 
-use crate::app::{App, Lookup};
-use crate::config::{AppStoreConfig, Limits};
+use crate::app::{App, AppStore, Lookup, ReloadableApps};
+use crate::config::{AppConfig, AppStoreConfig, Limits};
 use crate::hub::Hub;
 use crate::protocol::codes::CloseReason;
 pub use db::{valid_table_name, By, Db, DbError};
@@ -42,7 +42,9 @@ pub struct StoreStats {
 
 #[derive(Default)]
 struct Cache {
-    by_id: HashMap<String, Arc<App>>,
+    /// The app and the settings it was built from (an unchanged row keeps its `App`, and with
+    /// it its REST rate limiter's state).
+    by_id: HashMap<String, (AppConfig, Arc<App>)>,
     key_to_id: HashMap<String, String>,
     /// Unknown ids and keys, until when they count as unknown.
     unknown: HashMap<(By, String), Instant>,
@@ -54,6 +56,7 @@ type Flight = Arc<OnceCell<Lookup>>;
 pub struct StoreApps {
     db: Db,
     hub: Arc<Hub>,
+    statics: Arc<ReloadableApps>,
     limits: Limits,
     negative_ttl: Duration,
     refresh_every: Duration,
@@ -72,12 +75,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl StoreApps {
     /// Opens the (lazy) pool; nothing is queried yet.
-    pub fn new(c: &AppStoreConfig, limits: Limits, hub: Arc<Hub>) -> Result<StoreApps, DbError> {
+    pub fn new(
+        c: &AppStoreConfig,
+        limits: Limits,
+        hub: Arc<Hub>,
+        statics: Arc<ReloadableApps>,
+    ) -> Result<StoreApps, DbError> {
         let per_second =
             std::num::NonZeroU32::new(c.lookups_per_second).unwrap_or(std::num::NonZeroU32::MIN);
         Ok(StoreApps {
             db: Db::connect_lazy(c)?,
             hub,
+            statics,
             limits,
             negative_ttl: Duration::from_secs(c.negative_ttl_seconds),
             refresh_every: Duration::from_secs(c.cache_ttl_seconds),
@@ -104,12 +113,12 @@ impl StoreApps {
     pub fn cached(&self, by: By, value: &str) -> Option<Arc<App>> {
         let c = lock(&self.cache);
         match by {
-            By::Id => c.by_id.get(value).cloned(),
+            By::Id => c.by_id.get(value).map(|(_, a)| a.clone()),
             By::Key => c
                 .key_to_id
                 .get(value)
                 .and_then(|id| c.by_id.get(id))
-                .cloned(),
+                .map(|(_, a)| a.clone()),
         }
     }
 
@@ -164,6 +173,19 @@ impl StoreApps {
         result
     }
 
+    /// A row as an app, refused if bad or if its id is a static app's (apps share state by id,
+    /// so a row may not join a static app's channels).
+    fn map_row(&self, r: &row::Row) -> Result<AppConfig, row::BadRow> {
+        let config = row::app(r, &self.limits)?;
+        if self.statics.by_id(&config.id).is_some() {
+            return Err(row::BadRow(format!(
+                "id {:?} is used by a static [[apps]] entry",
+                config.id
+            )));
+        }
+        Ok(config)
+    }
+
     /// One database lookup, its answer cached.
     async fn query(&self, by: By, value: &str) -> Lookup {
         let recently_failed = lock(&self.failed_at).is_some_and(|t| t.elapsed() < FAST_FAIL);
@@ -185,13 +207,13 @@ impl StoreApps {
                 return Lookup::Unavailable;
             }
         };
-        let app = row.map(|r| row::app(&r, &self.limits));
+        let app = row.map(|r| self.map_row(&r));
         let mut c = lock(&self.cache);
         match app {
             Some(Ok(config)) => {
                 let app = Arc::new(App::from_config(&config, &self.limits));
                 c.key_to_id.insert(app.key.clone(), app.id.clone());
-                c.by_id.insert(app.id.clone(), app.clone());
+                c.by_id.insert(app.id.clone(), (config, app.clone()));
                 // Back after a removal: its new sockets must not be closed at once.
                 self.hub.app(&app.id).set_closing(None);
                 Lookup::Found(app)
@@ -230,12 +252,11 @@ impl StoreApps {
             }
             Err(e) => return self.failed(&e),
         };
-        let mut fresh: HashMap<String, Result<Arc<App>, row::BadRow>> = HashMap::new();
+        let mut fresh: HashMap<String, Result<AppConfig, row::BadRow>> = HashMap::new();
         for r in &rows {
-            match row::app(r, &self.limits) {
+            match self.map_row(r) {
                 Ok(config) => {
-                    let app = Arc::new(App::from_config(&config, &self.limits));
-                    fresh.insert(app.id.clone(), Ok(app));
+                    fresh.insert(config.id.clone(), Ok(config));
                 }
                 Err(reason) => {
                     let id = r
@@ -251,11 +272,13 @@ impl StoreApps {
         let mut c = lock(&self.cache);
         c.unknown.retain(|_, until| *until > Instant::now());
         for id in ids {
-            let Some(old) = c.by_id.get(&id).cloned() else {
+            let Some((old_config, old)) = c.by_id.get(&id).cloned() else {
                 continue;
             };
             match fresh.remove(&id) {
-                Some(Ok(app)) => {
+                Some(Ok(config)) if config == old_config => {}
+                Some(Ok(config)) => {
+                    let app = Arc::new(App::from_config(&config, &self.limits));
                     if old.key != app.key {
                         c.key_to_id.remove(&old.key);
                     }
@@ -269,7 +292,7 @@ impl StoreApps {
                         tracing::info!(app = %id, "app disabled in the store: closing its sockets");
                     }
                     hub.app(&id).set_closing(closing);
-                    c.by_id.insert(id, app);
+                    c.by_id.insert(id, (config, app));
                 }
                 gone => {
                     match gone {

@@ -69,6 +69,9 @@ async fn soketi_schema(kind: Kind) {
     // Same key as static app 1: the static app is found first.
     db.insert_app("105", "key1", "s105", "-1, 0, 1, -1, -1, -1, NULL")
         .await;
+    // A static app's id: refused (apps share channels by id).
+    db.insert_app("1", "impostor", "s1", "-1, 0, 1, -1, -1, -1, NULL")
+        .await;
     let s = start_with(store_config(&db)).await;
 
     // connect, private channel auth with the row's secret
@@ -154,6 +157,7 @@ async fn soketi_schema(kind: Kind) {
     assert_eq!(r.status, 403, "{}", r.raw);
     // bad row and unknown key: 4001; unknown id: 404
     expect_refused(s.addr, "/app/bad-key?protocol=7", 4001).await;
+    expect_refused(s.addr, "/app/impostor?protocol=7", 4001).await;
     expect_refused(s.addr, "/app/nobody?protocol=7", 4001).await;
     let r = api_as(
         s.addr,
@@ -178,7 +182,7 @@ async fn soketi_schema(kind: Kind) {
     let m = metrics_text(&s).await;
     assert!(m.contains("herald_app_connections{app=\"101\"} 1"), "{m}");
     assert!(m.contains("herald_app_store_up 1"), "{m}");
-    assert!(m.contains("herald_app_store_bad_rows_total 1"), "{m}");
+    assert!(m.contains("herald_app_store_bad_rows_total 2"), "{m}");
     s.server.shutdown().await;
 }
 
