@@ -8,7 +8,7 @@ pub mod row;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, OnceCell};
@@ -60,7 +60,9 @@ pub struct StoreApps {
     limits: Limits,
     negative_ttl: Duration,
     refresh_every: Duration,
-    cache: Mutex<Cache>,
+    /// Read on every lookup and every inbound frame of a store app's connection; written on
+    /// misses and refreshes.
+    cache: RwLock<Cache>,
     flights: Mutex<HashMap<(By, String), Flight>>,
     budget: governor::DefaultDirectRateLimiter,
     up: AtomicBool,
@@ -71,6 +73,14 @@ pub struct StoreApps {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl StoreApps {
@@ -90,7 +100,7 @@ impl StoreApps {
             limits,
             negative_ttl: Duration::from_secs(c.negative_ttl_seconds),
             refresh_every: Duration::from_secs(c.cache_ttl_seconds),
-            cache: Mutex::default(),
+            cache: RwLock::default(),
             flights: Mutex::default(),
             budget: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
             up: AtomicBool::new(true),
@@ -106,12 +116,12 @@ impl StoreApps {
 
     /// Apps cached on this node.
     pub fn cached_count(&self) -> usize {
-        lock(&self.cache).by_id.len()
+        read(&self.cache).by_id.len()
     }
 
     /// The cached app with this id or key, without asking the database.
     pub fn cached(&self, by: By, value: &str) -> Option<Arc<App>> {
-        let c = lock(&self.cache);
+        let c = read(&self.cache);
         match by {
             By::Id => c.by_id.get(value).map(|(_, a)| a.clone()),
             By::Key => c
@@ -144,19 +154,16 @@ impl StoreApps {
             return Lookup::Found(app);
         }
         let flight = {
+            // Expired entries are overwritten by the query below and pruned by the refresh.
             let now = Instant::now();
-            let mut c = lock(&self.cache);
-            match c.unknown.get(&(by, value.to_string())) {
-                Some(until) if *until > now => {
-                    self.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
-                    return Lookup::Unknown;
-                }
-                Some(_) => {
-                    c.unknown.remove(&(by, value.to_string()));
-                }
-                None => {}
+            let known_unknown = read(&self.cache)
+                .unknown
+                .get(&(by, value.to_string()))
+                .is_some_and(|until| *until > now);
+            if known_unknown {
+                self.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Unknown;
             }
-            drop(c);
             lock(&self.flights)
                 .entry((by, value.to_string()))
                 .or_default()
@@ -208,7 +215,7 @@ impl StoreApps {
             }
         };
         let app = row.map(|r| self.map_row(&r));
-        let mut c = lock(&self.cache);
+        let mut c = write(&self.cache);
         match app {
             Some(Ok(config)) => {
                 let app = Arc::new(App::from_config(&config, &self.limits));
@@ -238,7 +245,7 @@ impl StoreApps {
     /// 4003, removed (or now bad) apps' with 4001. A failed read keeps the cache as it is.
     pub async fn refresh(&self) {
         let hub = &self.hub;
-        let ids: Vec<String> = lock(&self.cache).by_id.keys().cloned().collect();
+        let ids: Vec<String> = read(&self.cache).by_id.keys().cloned().collect();
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         let rows = if ids.is_empty() {
             self.db.ping().await.map(|()| Vec::new())
@@ -269,7 +276,7 @@ impl StoreApps {
                 }
             }
         }
-        let mut c = lock(&self.cache);
+        let mut c = write(&self.cache);
         c.unknown.retain(|_, until| *until > Instant::now());
         for id in ids {
             let Some((old_config, old)) = c.by_id.get(&id).cloned() else {
