@@ -1,10 +1,13 @@
-//! The registry of apps, by id and by key, with their settings and limits.
-//! `AppStore` is a trait so a database-backed store can replace the static one later.
+//! The registry of apps, by id and by key, with their settings and limits: the static apps of
+//! the config file, and [`AppDirectory`], which asks the `[app_store]` database for the rest.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+
 use crate::config::{AppConfig, Config, Limits};
+use crate::store::{By, StoreApps};
 
 /// One app as the server uses it.
 pub struct App {
@@ -77,12 +80,95 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// The answer of a lookup that may ask a database.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// The app (possibly disabled).
+    Found(Arc<App>),
+    /// No such app (or its row is bad, which is logged).
+    Unknown,
+    /// The app store cannot be reached: WebSocket 4100, REST 503.
+    Unavailable,
+    /// This node's budget of uncached lookups is spent: WebSocket 4100, REST 503.
+    Busy,
+}
+
+impl From<Option<Arc<App>>> for Lookup {
+    fn from(a: Option<Arc<App>>) -> Lookup {
+        a.map_or(Lookup::Unknown, Lookup::Found)
+    }
+}
+
 /// Looks apps up by id (REST) and by key (WebSocket).
 pub trait AppStore: Send + Sync {
-    /// The app with this REST id.
+    /// The app with this REST id, if known without asking a database (static or cached).
     fn by_id(&self, id: &str) -> Option<Arc<App>>;
-    /// The app with this public key.
+    /// The app with this public key, if known without asking a database.
     fn by_key(&self, key: &str) -> Option<Arc<App>>;
+    /// The app with this key, asking the app store when it is not known yet.
+    fn find_by_key<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Lookup> {
+        Box::pin(std::future::ready(self.by_key(key).into()))
+    }
+    /// The app with this id, asking the app store when it is not known yet.
+    fn find_by_id<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Lookup> {
+        Box::pin(std::future::ready(self.by_id(id).into()))
+    }
+    /// The app store, if one is configured.
+    fn store(&self) -> Option<&Arc<StoreApps>> {
+        None
+    }
+}
+
+/// The static apps (found first) and, when configured, the app store for every other id and key.
+#[derive(Debug)]
+pub struct AppDirectory {
+    statics: Arc<ReloadableApps>,
+    store: Option<Arc<StoreApps>>,
+}
+
+impl AppDirectory {
+    /// Static apps, and the store if there is one.
+    pub fn new(statics: Arc<ReloadableApps>, store: Option<Arc<StoreApps>>) -> AppDirectory {
+        AppDirectory { statics, store }
+    }
+}
+
+impl AppStore for AppDirectory {
+    fn by_id(&self, id: &str) -> Option<Arc<App>> {
+        self.statics
+            .by_id(id)
+            .or_else(|| self.store.as_ref()?.cached(By::Id, id))
+    }
+
+    fn by_key(&self, key: &str) -> Option<Arc<App>> {
+        self.statics
+            .by_key(key)
+            .or_else(|| self.store.as_ref()?.cached(By::Key, key))
+    }
+
+    fn find_by_key<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Lookup> {
+        Box::pin(async move {
+            match (self.statics.by_key(key), &self.store) {
+                (Some(app), _) => Lookup::Found(app),
+                (None, Some(store)) => store.find(By::Key, key).await,
+                (None, None) => Lookup::Unknown,
+            }
+        })
+    }
+
+    fn find_by_id<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Lookup> {
+        Box::pin(async move {
+            match (self.statics.by_id(id), &self.store) {
+                (Some(app), _) => Lookup::Found(app),
+                (None, Some(store)) => store.find(By::Id, id).await,
+                (None, None) => Lookup::Unknown,
+            }
+        })
+    }
+
+    fn store(&self) -> Option<&Arc<StoreApps>> {
+        self.store.as_ref()
+    }
 }
 
 /// Apps fixed at startup from the config file.

@@ -75,6 +75,10 @@ pub fn print_development(server: &Server, config: &Config) {
 /// Logs every listener of a server started from a config file.
 pub fn log(server: &Server, config: &Config) {
     tracing::info!(addr = %main_listener(server), apps = config.apps.len(), "herald listening");
+    if let Some(store) = &config.app_store {
+        // never the URL: it may carry a password
+        tracing::info!(driver = ?store.driver, table = %store.table, cache_ttl_seconds = store.cache_ttl_seconds, "apps also from the app store");
+    }
     for (label, at) in listeners(server, config) {
         tracing::info!("{label}: {at}");
     }

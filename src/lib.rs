@@ -21,6 +21,7 @@
 //! | [`api`] | REST endpoints under `/apps/{id}/…`, their validation and errors |
 //! | [`state`] | what every handler shares |
 //! | [`tls`] | loading the certificate and key for `wss://` and HTTPS |
+//! | [`store`] | apps from PostgreSQL or MySQL: row mapping, cache, single-flight lookups, refresh |
 //! | [`webhooks`] | recording, cluster-exact claiming, batching, signing and retrying webhooks |
 //!
 //! [`Server`] starts all of it on a listener (port 0 in tests) and shuts it down cleanly.
@@ -41,6 +42,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod protocol;
 pub mod state;
+pub mod store;
 pub mod tls;
 pub mod webhooks;
 
@@ -55,11 +57,13 @@ use tokio::task::JoinHandle;
 use crate::adapter::local::LocalAdapter;
 use crate::adapter::redis::RedisAdapter;
 use crate::adapter::{Adapter, AdapterError};
-use crate::app::{AppStore, ReloadableApps};
+use crate::app::{AppDirectory, AppStore, ReloadableApps};
 use crate::config::{AdapterKind, Config};
 use crate::http::DrainGuard;
 use crate::hub::Hub;
+use crate::protocol::codes::CloseReason;
 use crate::state::State;
+use crate::store::StoreApps;
 use crate::webhooks::WebhookSink;
 
 /// A running herald node.
@@ -96,7 +100,17 @@ impl Server {
         let (draining, draining_rx) = watch::channel(false);
         let hub = Arc::new(Hub::default());
         let reloadable = Arc::new(ReloadableApps::from_config(&config));
-        let apps: Arc<dyn AppStore> = reloadable.clone();
+        let store = match &config.app_store {
+            Some(c) => Some(Arc::new(
+                StoreApps::new(c, config.limits, hub.clone(), reloadable.clone())
+                    .map_err(StartError::Store)?,
+            )),
+            None => None,
+        };
+        if let Some(store) = &store {
+            tokio::spawn(store.clone().run(shutdown_rx.clone()));
+        }
+        let apps: Arc<dyn AppStore> = Arc::new(AppDirectory::new(reloadable.clone(), store));
         let (webhooks, webhook_source) = WebhookSink::new();
         let node = rand::random::<u32>();
         let adapter: Arc<dyn Adapter> = match config.adapter {
@@ -339,10 +353,13 @@ impl Reloader {
         }
         let gone = self.apps.replace(config);
         for app in &config.apps {
-            self.state.hub.app(&app.id).set_removed(false);
+            self.state.hub.app(&app.id).set_closing(None);
         }
         for id in &gone {
-            self.state.hub.app(id).set_removed(true);
+            self.state
+                .hub
+                .app(id)
+                .set_closing(Some(CloseReason::AppNotFound));
         }
         let old = &self.state.config;
         let mut notes: Vec<String> = gone
@@ -388,6 +405,8 @@ pub enum StartError {
     Adapter(AdapterError),
     /// The TLS certificate or key could not be loaded.
     Tls(String),
+    /// The app store's URL cannot be used.
+    Store(store::DbError),
 }
 
 impl std::fmt::Display for StartError {
@@ -397,6 +416,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Adapter(e) => write!(f, "cannot join the cluster: {e}"),
             StartError::Tls(e) => write!(f, "TLS: {e}"),
+            StartError::Store(e) => write!(f, "[app_store]: {e}"),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The `herald` command line: `serve` (default), `check-config`, `trigger` and `health`.
+//! The `herald` command line: `serve` (default), `check-config`, `trigger`, `health`, and
+//! `app-store init` / `apps …` for the `[app_store]` database.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use clap::{Parser, Subcommand};
 use herald::config::{Config, Part};
 use herald::Server;
 
+mod apps_cli;
 mod banner;
 mod health;
 mod trigger;
@@ -100,6 +102,30 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
+    /// The app store's table (`[app_store]` in the config file).
+    AppStore {
+        /// Config file with the [app_store] section.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AppStoreCommand,
+    },
+    /// List, add, change, disable and remove apps in the app store.
+    Apps {
+        /// Config file with the [app_store] section.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: apps_cli::AppsCommand,
+    },
+}
+
+/// `herald app-store ...`.
+#[derive(Subcommand)]
+enum AppStoreCommand {
+    /// Create the apps table with herald's full schema (Soketi's columns and herald's own)
+    /// unless it exists.
+    Init,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -142,9 +168,22 @@ fn main() -> ExitCode {
             port,
             timeout_ms,
         }) => health::run(config.as_deref(), host, port, timeout_ms),
+        Some(Command::AppStore { config, command }) => match (config, command) {
+            (Some(c), AppStoreCommand::Init) => apps_cli::init(&c),
+            (None, _) => no_config(),
+        },
+        Some(Command::Apps { config, command }) => match config {
+            Some(c) => apps_cli::run(&c, command),
+            None => no_config(),
+        },
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     }
+}
+
+fn no_config() -> ExitCode {
+    eprintln!("--config FILE is needed: the file with the [app_store] section");
+    ExitCode::FAILURE
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {

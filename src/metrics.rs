@@ -332,6 +332,54 @@ impl Metrics {
                 );
             }
         }
+        if let Some(store) = state.apps.store() {
+            store_metrics(&mut out, store);
+        }
         out
+    }
+}
+
+/// The app store's gauges and counters.
+fn store_metrics(out: &mut String, store: &crate::store::StoreApps) {
+    let st = &store.stats;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let _ = writeln!(out, "# HELP herald_app_store_up Whether the app store database answered the last query.\n# TYPE herald_app_store_up gauge\nherald_app_store_up {}", u8::from(store.is_up()));
+    let _ = writeln!(out, "# HELP herald_app_store_cached_apps Apps from the store cached on this node.\n# TYPE herald_app_store_cached_apps gauge\nherald_app_store_cached_apps {}", store.cached_count());
+    for (name, help, v) in [
+        (
+            "herald_app_store_queries_total",
+            "Queries sent to the app store (lookups, refreshes, probes).",
+            get(&st.queries),
+        ),
+        (
+            "herald_app_store_errors_total",
+            "App store queries that failed or timed out.",
+            get(&st.errors),
+        ),
+        (
+            "herald_app_store_cache_hits_total",
+            "Lookups answered from the cache.",
+            get(&st.hits),
+        ),
+        (
+            "herald_app_store_negative_hits_total",
+            "Lookups answered unknown from the negative cache.",
+            get(&st.negative_hits),
+        ),
+        (
+            "herald_app_store_over_budget_total",
+            "Uncached lookups refused because the node's lookups_per_second were spent.",
+            get(&st.over_budget),
+        ),
+        (
+            "herald_app_store_bad_rows_total",
+            "Rows refused as bad (the reason is logged).",
+            get(&st.bad_rows),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
     }
 }

@@ -92,9 +92,16 @@ impl State {
         *self.draining.borrow() || self.shutting_down()
     }
 
-    /// Readiness: not draining, and the adapter can reach the cluster.
+    /// Readiness: not draining, and the adapter can reach the cluster. An unreachable app store
+    /// does not make the node unready (its cached apps keep working); `/ready` says so in its
+    /// body and `/metrics` in `herald_app_store_up`.
     pub fn ready(&self) -> bool {
         !self.draining() && self.adapter.healthy()
+    }
+
+    /// Whether the app store answers; `None` without one.
+    pub fn store_up(&self) -> Option<bool> {
+        self.apps.store().map(|s| s.is_up())
     }
 
     /// Counts a connection on this node unless the node is full.

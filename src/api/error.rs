@@ -26,6 +26,8 @@ pub enum ApiError {
     Unavailable(AdapterError),
     /// 429: the app's REST rate limit; retry after this many seconds.
     TooManyRequests(u64),
+    /// 503: the app store (database) cannot answer for this app now.
+    StoreUnavailable,
 }
 
 impl ApiError {
@@ -38,7 +40,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -54,6 +58,7 @@ impl ApiError {
             ApiError::Unauthorized(e) => e.to_string(),
             ApiError::Unavailable(e) => e.to_string(),
             ApiError::TooManyRequests(_) => "Too many requests for this app".into(),
+            ApiError::StoreUnavailable => "App store unavailable, retry later".into(),
         }
     }
 

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::app::{App, Lookup};
 use crate::auth::rest::{self, SignedRequest};
 use crate::state::State;
 pub use error::{json_response, ApiError};
@@ -95,23 +96,33 @@ fn route(method: &Method, rest: &[&str]) -> Result<Route, ApiError> {
     Ok(route)
 }
 
+/// A lookup's app; `None` when there is no such app, an error when the store cannot say.
+fn found(l: Lookup) -> Option<Result<Arc<App>, ApiError>> {
+    match l {
+        Lookup::Found(app) => Some(Ok(app)),
+        Lookup::Unknown => None,
+        Lookup::Unavailable | Lookup::Busy => Some(Err(ApiError::StoreUnavailable)),
+    }
+}
+
 async fn serve(req: Request<Incoming>, path: &str, state: &State) -> Result<Value, ApiError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let query = rest::parse_query(req.uri().query().unwrap_or(""));
     let (app, rest) = match segments.as_slice() {
         ["apps", id, rest @ ..] if !rest.is_empty() => {
-            let app = state
-                .apps
-                .by_id(id)
-                .ok_or_else(|| ApiError::NotFound(format!("Unknown app id {id:?}")))?;
+            let app = found(state.apps.find_by_id(id).await)
+                .ok_or_else(|| ApiError::NotFound(format!("Unknown app id {id:?}")))??;
             (app, rest)
         }
         // pusher-http-python calls terminate_connections without `/apps/{id}`: find the app
         // by its key.
         ["users", _, "terminate_connections"] => {
-            let app = rest::auth_key(&query)
-                .and_then(|k| state.apps.by_key(k))
-                .ok_or(ApiError::Unauthorized(rest::RestAuthError::UnknownKey))?;
+            let lookup = match rest::auth_key(&query) {
+                Some(k) => state.apps.find_by_key(k).await,
+                None => Lookup::Unknown,
+            };
+            let app =
+                found(lookup).ok_or(ApiError::Unauthorized(rest::RestAuthError::UnknownKey))??;
             (app, &segments[..])
         }
         _ => return Err(ApiError::NotFound("Not found".into())),

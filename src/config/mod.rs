@@ -11,9 +11,10 @@ mod validate;
 pub use limits::{Limits, LimitsOverride};
 pub use reader::Part;
 pub use types::{
-    AdapterKind, AppConfig, Config, DashboardConfig, MetricsConfig, RedisConfig, ServerConfig,
-    TlsConfig, WebhookConfig, WebhookSettings, WEBHOOK_EVENTS,
+    AdapterKind, AppConfig, AppStoreConfig, Config, DashboardConfig, MetricsConfig, RedisConfig,
+    ServerConfig, StoreDriver, TlsConfig, WebhookConfig, WebhookSettings, WEBHOOK_EVENTS,
 };
+pub use validate::app_problems;
 
 use std::path::Path;
 
@@ -57,6 +58,7 @@ impl Part {
         Part::Metrics,
         Part::Dashboard,
         Part::Apps,
+        Part::AppStore,
     ];
 }
 
@@ -150,6 +152,7 @@ impl Config {
                 webhooks: Vec::new(),
                 limits: LimitsOverride::default(),
             }],
+            app_store: None,
         }
     }
 

@@ -9,8 +9,8 @@ use toml::Value;
 use super::limits::{Limits, LimitsOverride};
 use super::reader::{Part, Reader, Report};
 use super::types::{
-    AdapterKind, AppConfig, Config, DashboardConfig, MetricsConfig, RedisConfig, ServerConfig,
-    TlsConfig, WebhookConfig, WebhookSettings,
+    AdapterKind, AppConfig, AppStoreConfig, Config, DashboardConfig, MetricsConfig, RedisConfig,
+    ServerConfig, StoreDriver, TlsConfig, WebhookConfig, WebhookSettings,
 };
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -58,6 +58,9 @@ pub(super) fn config(text: &str, env: Env, report: &mut Report) -> Option<Config
     }
     if let Some(v) = file.take_raw("dashboard") {
         c.dashboard = dashboard(v, env, report);
+    }
+    if let Some(v) = file.take_raw("app_store") {
+        c.app_store = app_store(v, env, report);
     }
     match file.take_raw("apps") {
         None => {}
@@ -114,6 +117,32 @@ fn server(v: Value, env: Env, report: &mut Report) -> ServerConfig {
     }
     r.finish(report);
     s
+}
+
+fn app_store(v: Value, env: Env, report: &mut Report) -> Option<AppStoreConfig> {
+    let mut c = AppStoreConfig::default();
+    let mut r = Reader::new(Part::AppStore, "[app_store]", v, env, report)?;
+    if let Some(driver) = r.required::<String>("driver", report) {
+        match driver.as_str() {
+            "postgres" | "postgresql" => c.driver = StoreDriver::Postgres,
+            "mysql" | "mariadb" => c.driver = StoreDriver::Mysql,
+            _ => report.key(
+                Part::AppStore,
+                "[app_store]",
+                "driver",
+                format!("must be \"postgres\" or \"mysql\", not {driver:?}"),
+            ),
+        }
+    }
+    c.url = r.required("url", report).unwrap_or_default();
+    r.set("table", &mut c.table, report);
+    r.set("cache_ttl_seconds", &mut c.cache_ttl_seconds, report);
+    r.set("negative_ttl_seconds", &mut c.negative_ttl_seconds, report);
+    r.set("timeout_ms", &mut c.timeout_ms, report);
+    r.set("pool_size", &mut c.pool_size, report);
+    r.set("lookups_per_second", &mut c.lookups_per_second, report);
+    r.finish(report);
+    Some(c)
 }
 
 fn redis(v: Value, env: Env, report: &mut Report) -> RedisConfig {

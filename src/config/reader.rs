@@ -28,6 +28,8 @@ pub enum Part {
     Dashboard,
     /// `[[apps]]` and everything inside them.
     Apps,
+    /// `[app_store]`.
+    AppStore,
 }
 
 /// Every problem found, each with its part; keys that could not be read are remembered so

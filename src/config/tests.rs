@@ -318,9 +318,10 @@ fn the_readme_toml_snippets_use_real_keys() {
         .collect();
     assert!(blocks.len() >= 4, "{blocks:?}");
     let e = |n: &str| match n {
-        "HERALD_APP_SECRET" | "HERALD_WEBHOOK_TOKEN" | "HERALD_DASHBOARD_PASSWORD" => {
-            Some("s".to_string())
-        }
+        "HERALD_APP_SECRET"
+        | "HERALD_WEBHOOK_TOKEN"
+        | "HERALD_DASHBOARD_PASSWORD"
+        | "DB_PASSWORD" => Some("s".to_string()),
         _ => None,
     };
     let app = "\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n";
@@ -360,4 +361,53 @@ fn dashboard_sample_seconds_range() {
     let c = Config::from_toml(&text, &env).unwrap();
     assert_eq!(c.dashboard.sample_seconds, 1);
     assert_eq!(DashboardConfig::default().sample_seconds, 10);
+}
+
+#[test]
+fn app_store_section_with_or_without_static_apps() {
+    let env = |n: &str| (n == "DB_PASSWORD").then(|| "pw".to_string());
+    let text = r#"
+        [app_store]
+        driver = "mysql"
+        url = "mysql://herald:${DB_PASSWORD}@127.0.0.1/herald"
+        cache_ttl_seconds = 10
+        negative_ttl_seconds = 2
+    "#;
+    // no [[apps]] needed with a store
+    let c = Config::from_toml(text, &env).unwrap();
+    let s = c.app_store.unwrap();
+    assert_eq!(s.driver, StoreDriver::Mysql);
+    assert_eq!(s.url, "mysql://herald:pw@127.0.0.1/herald");
+    assert_eq!(
+        (
+            s.table.as_str(),
+            s.cache_ttl_seconds,
+            s.negative_ttl_seconds
+        ),
+        ("apps", 10, 2)
+    );
+    assert!(!format!("{s:?}").contains("pw"), "the URL is redacted");
+    let both = format!("{text}\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n");
+    let c = Config::from_toml(&both, &env).unwrap();
+    assert_eq!((c.apps.len(), c.app_store.is_some()), (1, true));
+    let bad = r#"
+        [app_store]
+        driver = "sqlite"
+        url = "file:apps.db"
+        table = "apps; drop"
+        negative_ttl_seconds = 60
+        pool_size = 0
+        colour = 1
+    "#;
+    assert_eq!(
+        Config::from_toml(bad, &env).unwrap_err().problems,
+        vec![
+            "[app_store] driver: must be \"postgres\" or \"mysql\", not \"sqlite\"",
+            "[app_store]: unknown key 'colour'",
+            "[app_store] url: must start with postgres:// for this driver",
+            "[app_store] table: must be a name of A-Z, a-z, 0-9, '_' (optionally schema.table)",
+            "[app_store] negative_ttl_seconds: must be at least 1 and at most cache_ttl_seconds",
+            "[app_store] pool_size: must be greater than 0",
+        ]
+    );
 }

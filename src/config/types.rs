@@ -21,6 +21,70 @@ pub struct Config {
     pub limits: Limits,
     /// The apps this server serves.
     pub apps: Vec<AppConfig>,
+    /// `[app_store]`: more apps from PostgreSQL or MySQL, looked up on demand. Static `[[apps]]`
+    /// are found first; the store answers for every other id and key.
+    pub app_store: Option<AppStoreConfig>,
+}
+
+/// `driver` of `[app_store]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreDriver {
+    /// PostgreSQL (`postgres://`).
+    Postgres,
+    /// MySQL or MariaDB (`mysql://`).
+    Mysql,
+}
+
+/// `[app_store]`: where apps are read from, and how long answers are cached per node.
+#[derive(Clone, PartialEq)]
+pub struct AppStoreConfig {
+    /// Which database.
+    pub driver: StoreDriver,
+    /// Connection URL (`postgres://user:${PASSWORD}@host/db`, `mysql://…`). Never logged.
+    pub url: String,
+    /// The apps table, optionally schema-qualified (`apps`, `herald.apps`).
+    pub table: String,
+    /// Seconds an app found is used before it is read again (cached apps are refreshed in one
+    /// query per period, so changes reach every node within it).
+    pub cache_ttl_seconds: u64,
+    /// Seconds an unknown id or key is remembered as unknown (shorter: a new app is found soon).
+    pub negative_ttl_seconds: u64,
+    /// Milliseconds one query (including getting a connection) may take before the store counts
+    /// as unreachable.
+    pub timeout_ms: u64,
+    /// Database connections per node.
+    pub pool_size: u32,
+    /// Lookups of uncached ids and keys per second per node; beyond it new keys are refused
+    /// with 4100 (reconnect after backing off) and REST with 503, so a flood of random keys
+    /// cannot hammer the database.
+    pub lookups_per_second: u32,
+}
+
+impl Default for AppStoreConfig {
+    fn default() -> Self {
+        AppStoreConfig {
+            driver: StoreDriver::Postgres,
+            url: String::new(),
+            table: "apps".into(),
+            cache_ttl_seconds: 30,
+            negative_ttl_seconds: 5,
+            timeout_ms: 2000,
+            pool_size: 5,
+            lookups_per_second: 200,
+        }
+    }
+}
+
+impl std::fmt::Debug for AppStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppStoreConfig")
+            .field("driver", &self.driver)
+            .field("url", &"<redacted>")
+            .field("table", &self.table)
+            .field("cache_ttl_seconds", &self.cache_ttl_seconds)
+            .field("negative_ttl_seconds", &self.negative_ttl_seconds)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[server]`.

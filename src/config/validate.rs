@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::read::{app_path, webhook_path};
 use super::reader::{Part, Report};
-use super::types::{AdapterKind, Config, ServerConfig, WEBHOOK_EVENTS};
+use super::types::{AdapterKind, Config, ServerConfig, StoreDriver, WEBHOOK_EVENTS};
 
 /// Records every problem of `c`.
 pub(super) fn check(c: &Config, report: &mut Report) {
@@ -35,6 +35,58 @@ pub(super) fn check(c: &Config, report: &mut Report) {
         report.key(Part::Limits, "[limits]", key, message);
     }
     apps(c, &global, report);
+    if let Some(store) = &c.app_store {
+        app_store(store, report);
+    }
+}
+
+fn app_store(s: &super::types::AppStoreConfig, report: &mut Report) {
+    let at = "[app_store]";
+    let scheme = match s.driver {
+        StoreDriver::Postgres => ["postgres://", "postgresql://"],
+        StoreDriver::Mysql => ["mysql://", "mariadb://"],
+    };
+    if !report.is_unread(at, "url") && !scheme.iter().any(|p| s.url.starts_with(p)) {
+        report.key(
+            Part::AppStore,
+            at,
+            "url",
+            format!("must start with {} for this driver", scheme[0]),
+        );
+    }
+    if !crate::store::valid_table_name(&s.table) {
+        report.key(
+            Part::AppStore,
+            at,
+            "table",
+            "must be a name of A-Z, a-z, 0-9, '_' (optionally schema.table)",
+        );
+    }
+    if s.cache_ttl_seconds == 0 {
+        report.key(
+            Part::AppStore,
+            at,
+            "cache_ttl_seconds",
+            "must be at least 1",
+        );
+    }
+    if s.negative_ttl_seconds == 0 || s.negative_ttl_seconds > s.cache_ttl_seconds {
+        report.key(
+            Part::AppStore,
+            at,
+            "negative_ttl_seconds",
+            "must be at least 1 and at most cache_ttl_seconds",
+        );
+    }
+    for (key, v) in [
+        ("timeout_ms", s.timeout_ms),
+        ("pool_size", u64::from(s.pool_size)),
+        ("lookups_per_second", u64::from(s.lookups_per_second)),
+    ] {
+        if v == 0 {
+            report.key(Part::AppStore, at, key, "must be greater than 0");
+        }
+    }
 }
 
 fn server(s: &ServerConfig, report: &mut Report) {
@@ -138,7 +190,7 @@ fn redis(c: &Config, report: &mut Report) {
 }
 
 fn apps(c: &Config, global_limits: &[(&'static str, String)], report: &mut Report) {
-    if c.apps.is_empty() {
+    if c.apps.is_empty() && c.app_store.is_none() {
         report.table(Part::Apps, "", "no [[apps]] configured");
     }
     let mut ids: HashMap<&str, usize> = HashMap::new();
@@ -146,31 +198,7 @@ fn apps(c: &Config, global_limits: &[(&'static str, String)], report: &mut Repor
     for (i, app) in c.apps.iter().enumerate() {
         let n = i + 1;
         let at = app_path(n);
-        let valid_id = !app.id.is_empty()
-            && app
-                .id
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
-        if !valid_id {
-            report.key(
-                Part::Apps,
-                &at,
-                "id",
-                "must be non-empty and use only A-Z, a-z, 0-9, '-', '_'",
-            );
-        }
-        let bad_key = |c: char| c == '/' || c == '?' || c == ':' || c.is_whitespace();
-        if app.key.is_empty() || app.key.contains(bad_key) {
-            report.key(
-                Part::Apps,
-                &at,
-                "key",
-                "must be non-empty without '/', '?', ':' or spaces",
-            );
-        }
-        if app.secret.is_empty() {
-            report.key(Part::Apps, &at, "secret", "must not be empty");
-        }
+        credentials(app, &at, report);
         if !report.is_unread(&at, "id") && !app.id.is_empty() {
             if let Some(first) = ids.insert(&app.id, n) {
                 report.key(
@@ -193,36 +221,90 @@ fn apps(c: &Config, global_limits: &[(&'static str, String)], report: &mut Repor
                 keys.insert(&app.key, first);
             }
         }
-        if app.max_requests_per_second == Some(0) {
-            report.key(
-                Part::Apps,
-                &at,
-                "max_requests_per_second",
-                "must be at least 1",
-            );
-        }
-        if app.signin_timeout == Some(0) {
-            report.key(
-                Part::Apps,
-                &at,
-                "signin_timeout",
-                "must be at least 1 second",
-            );
-        }
-        for (j, w) in app.webhooks.iter().enumerate() {
-            webhook(n, j + 1, w, report);
-        }
-        // Only what this app's overrides make wrong: the global problems are reported once.
-        let lat = format!("{at} [apps.limits]");
-        for (key, message) in c.limits.merged(&app.limits).problems() {
-            if !global_limits
-                .iter()
-                .any(|(k, m)| *k == key && *m == message)
-            {
-                report.key(Part::Apps, &lat, key, message);
-            }
+        settings(c, n, &at, app, global_limits, report);
+    }
+}
+
+/// An app's id, key and secret.
+fn credentials(app: &super::types::AppConfig, at: &str, report: &mut Report) {
+    let valid_id = !app.id.is_empty()
+        && app
+            .id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    if !valid_id {
+        report.key(
+            Part::Apps,
+            at,
+            "id",
+            "must be non-empty and use only A-Z, a-z, 0-9, '-', '_'",
+        );
+    }
+    let bad_key = |c: char| c == '/' || c == '?' || c == ':' || c.is_whitespace();
+    if app.key.is_empty() || app.key.contains(bad_key) {
+        report.key(
+            Part::Apps,
+            at,
+            "key",
+            "must be non-empty without '/', '?', ':' or spaces",
+        );
+    }
+    if app.secret.is_empty() {
+        report.key(Part::Apps, at, "secret", "must not be empty");
+    }
+}
+
+/// An app's settings, webhooks and limit overrides.
+fn settings(
+    c: &Config,
+    n: usize,
+    at: &str,
+    app: &super::types::AppConfig,
+    global_limits: &[(&'static str, String)],
+    report: &mut Report,
+) {
+    if app.max_requests_per_second == Some(0) {
+        report.key(
+            Part::Apps,
+            at,
+            "max_requests_per_second",
+            "must be at least 1",
+        );
+    }
+    if app.signin_timeout == Some(0) {
+        report.key(
+            Part::Apps,
+            at,
+            "signin_timeout",
+            "must be at least 1 second",
+        );
+    }
+    for (j, w) in app.webhooks.iter().enumerate() {
+        webhook(n, j + 1, w, report);
+    }
+    // Only what this app's overrides make wrong: the global problems are reported once.
+    let lat = format!("{at} [apps.limits]");
+    for (key, message) in c.limits.merged(&app.limits).problems() {
+        if !global_limits
+            .iter()
+            .any(|(k, m)| *k == key && *m == message)
+        {
+            report.key(Part::Apps, &lat, key, message);
         }
     }
+}
+
+/// What is wrong with one app read from outside the file (a database row), as messages: the
+/// same checks as `[[apps]]` entries get.
+pub fn app_problems(app: &super::types::AppConfig, limits: &super::Limits) -> Vec<String> {
+    let mut report = Report::default();
+    let c = Config {
+        limits: *limits,
+        ..Config::default()
+    };
+    credentials(app, "app", &mut report);
+    settings(&c, 1, "app", app, &[], &mut report);
+    report.problems_of(&[Part::Apps])
 }
 
 fn webhook(n: usize, m: usize, w: &super::types::WebhookConfig, report: &mut Report) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::app::App;
+use crate::app::{App, Lookup};
 use crate::outbox::Outbox;
 use crate::protocol::codes::{check_protocol, CloseReason};
 use crate::protocol::outbound;
@@ -35,7 +35,7 @@ pub struct Upgrade {
 
 /// Runs a connection from its first request to close.
 pub async fn serve<T: Transport>(mut transport: T, up: Upgrade, state: Arc<State>) {
-    let app = match admit(&state, &up) {
+    let app = match admit(&state, &up).await {
         Ok(app) => app,
         Err(reason) => {
             tracing::debug!(code = reason.code(), key = ?up.key, "connection refused");
@@ -70,7 +70,7 @@ pub async fn serve<T: Transport>(mut transport: T, up: Upgrade, state: Arc<State
         &state,
         &mut session,
         &outbox,
-        app_hub.removed(),
+        app_hub.closing(),
     )
     .await;
     // Leave every channel before the (possibly slow) closing handshake, so counts and presence
@@ -97,9 +97,13 @@ pub async fn serve<T: Transport>(mut transport: T, up: Upgrade, state: Arc<State
 }
 
 /// The handshake checks, in PROTOCOL.md §1.2 order. On success the node count includes this one.
-fn admit(state: &State, up: &Upgrade) -> Result<Arc<App>, CloseReason> {
+async fn admit(state: &State, up: &Upgrade) -> Result<Arc<App>, CloseReason> {
     let key = up.key.as_deref().ok_or(CloseReason::PathNotFound)?;
-    let app = state.apps.by_key(key).ok_or(CloseReason::AppNotFound)?;
+    let app = match state.apps.find_by_key(key).await {
+        Lookup::Found(app) => app,
+        Lookup::Unknown => return Err(CloseReason::AppNotFound),
+        Lookup::Unavailable | Lookup::Busy => return Err(CloseReason::StoreUnavailable),
+    };
     if !app.enabled {
         return Err(CloseReason::AppDisabled);
     }
@@ -122,7 +126,7 @@ async fn run<T: Transport>(
     state: &State,
     session: &mut Session,
     outbox: &Arc<Outbox>,
-    mut removed: tokio::sync::watch::Receiver<bool>,
+    mut removed: tokio::sync::watch::Receiver<Option<CloseReason>>,
 ) -> Option<CloseReason> {
     let server = &state.config.server;
     let activity = Duration::from_secs(server.activity_timeout);
@@ -243,6 +247,15 @@ where
     }
 }
 
+/// Resolves with the reason once the app's sockets must close (never if the sender is gone).
+async fn app_closing(rx: &mut tokio::sync::watch::Receiver<Option<CloseReason>>) -> CloseReason {
+    let reason = rx.wait_for(Option::is_some).await.map(|r| *r);
+    match reason {
+        Ok(r) => r.unwrap_or(CloseReason::AppNotFound),
+        Err(_) => std::future::pending().await,
+    }
+}
+
 /// Resolves when the connection must close for a reason outside it: eviction, termination,
 /// shutdown, or draining (after a random delay within the drain window, so a node's sockets
 /// reconnect elsewhere gradually instead of all at once).
@@ -250,7 +263,7 @@ async fn must_close(
     outbox: &Outbox,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
     draining: &mut tokio::sync::watch::Receiver<bool>,
-    removed: &mut tokio::sync::watch::Receiver<bool>,
+    removed: &mut tokio::sync::watch::Receiver<Option<CloseReason>>,
     drain_window: Duration,
 ) -> Option<CloseReason> {
     let drained = async {
@@ -261,7 +274,7 @@ async fn must_close(
         biased;
         r = outbox.closed() => r,
         _ = crate::state::shutdown_started(shutdown) => CloseReason::ShuttingDown,
-        _ = crate::state::shutdown_started(removed) => CloseReason::AppNotFound,
+        r = app_closing(removed) => r,
         _ = drained => CloseReason::Draining,
     };
     if r == CloseReason::SlowConsumer {

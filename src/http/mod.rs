@@ -198,6 +198,11 @@ async fn dispatch(
                 "ready": state.ready(),
                 "draining": state.draining(),
                 "adapter": if state.adapter.healthy() { "ok" } else { "unreachable" },
+                "app_store": match state.store_up() {
+                    None => "none",
+                    Some(true) => "ok",
+                    Some(false) => "unreachable",
+                },
             });
             let status = if state.ready() {
                 StatusCode::OK

@@ -20,6 +20,7 @@ use crate::broadcast::Broadcast;
 use crate::limit::CappedCounter;
 use crate::outbox::Outbox;
 use crate::protocol::channel::classify;
+use crate::protocol::codes::CloseReason;
 use crate::protocol::presence::Member;
 use crate::protocol::{outbound, SocketId};
 use announced::Announced;
@@ -164,8 +165,9 @@ pub struct AppHub {
     users: Mutex<Users>,
     announced: Mutex<Announced>,
     connections: CappedCounter,
-    /// Flips to `true` when a reload removes the app: its sockets close with 4001.
-    removed: tokio::sync::watch::Sender<bool>,
+    /// Set when the app's sockets must close: removed by a reload or from the store (4001),
+    /// disabled in the store (4003). New sockets close at once while it is set.
+    closing: tokio::sync::watch::Sender<Option<CloseReason>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -180,7 +182,7 @@ impl AppHub {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             users: Mutex::new(Users::default()),
             announced: Mutex::new(Announced::default()),
-            removed: tokio::sync::watch::Sender::new(false),
+            closing: tokio::sync::watch::Sender::new(None),
             connections: CappedCounter::default(),
         }
     }
@@ -191,14 +193,18 @@ impl AppHub {
         lock(&self.shards[(h.finish() as usize) % SHARDS])
     }
 
-    /// Marks the app removed (or back, after a later reload).
-    pub fn set_removed(&self, removed: bool) {
-        self.removed.send_replace(removed);
+    /// Closes the app's sockets with this reason (`None`: the app is back).
+    pub fn set_closing(&self, reason: Option<CloseReason>) {
+        self.closing.send_if_modified(|r| {
+            let changed = *r != reason;
+            *r = reason;
+            changed
+        });
     }
 
-    /// Resolves when the app has been removed by a reload.
-    pub fn removed(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.removed.subscribe()
+    /// Watches why the app's sockets must close, if they must.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<Option<CloseReason>> {
+        self.closing.subscribe()
     }
 
     /// Counts a new connection unless that would exceed `max`.

@@ -22,6 +22,9 @@ pub enum CloseReason {
     NotAuthorizedInTime,
     /// 4100: the node is over capacity.
     OverCapacity,
+    /// 4100: the app store (database) cannot answer for this key now; reconnect after backing
+    /// off.
+    StoreUnavailable,
     /// 4200: the server is shutting down; reconnect immediately (to another node).
     ShuttingDown,
     /// 4100: the node is draining (rolling restart); reconnect after backing off, so a fleet
@@ -53,7 +56,9 @@ impl CloseReason {
             CloseReason::UnsupportedProtocol => 4007,
             CloseReason::NoProtocol => 4008,
             CloseReason::Terminated | CloseReason::NotAuthorizedInTime => 4009,
-            CloseReason::OverCapacity | CloseReason::Draining => 4100,
+            CloseReason::OverCapacity | CloseReason::Draining | CloseReason::StoreUnavailable => {
+                4100
+            }
             CloseReason::ShuttingDown | CloseReason::SlowConsumer => 4200,
             CloseReason::PongTimeout => 4201,
             CloseReason::MessageTooBig => MESSAGE_TOO_BIG,
@@ -75,6 +80,7 @@ impl CloseReason {
             CloseReason::Terminated => "Connection is unauthorized: terminated by the application",
             CloseReason::NotAuthorizedInTime => "Connection not authorized within timeout",
             CloseReason::OverCapacity => "Over capacity",
+            CloseReason::StoreUnavailable => "App store unavailable, reconnect after backing off",
             CloseReason::Draining => "Server is restarting, reconnect after backing off",
             CloseReason::ShuttingDown => "Server is shutting down, reconnect immediately",
             CloseReason::SlowConsumer => "Connection could not keep up, reconnect immediately",

@@ -3,6 +3,9 @@
 
 mod common;
 
+mod app_store;
+mod app_store_db;
+mod app_store_outage;
 mod bad_input;
 mod cache;
 mod cli;

@@ -64,6 +64,10 @@ enum Scenario {
         /// Connections opened concurrently.
         #[arg(long, default_value_t = 256)]
         parallel: usize,
+        /// Spread the connections over this many apps: with more than 1, connection i uses the
+        /// key `{key}{i % apps}` (e.g. apps from the app store, each looked up once when cold).
+        #[arg(long, default_value_t = 1)]
+        apps: usize,
     },
     /// S subscribers, triggers at a fixed rate: delivery, loss, duplicates, latency.
     Fanout {
@@ -240,7 +244,16 @@ fn main() -> std::process::ExitCode {
                 channels,
                 sources,
                 parallel,
-            } => scenarios::idle(target, connections, channels, sources, parallel).await,
+                apps,
+            } => {
+                let spread = scenarios::Spread {
+                    channels,
+                    sources,
+                    parallel,
+                    apps,
+                };
+                scenarios::idle(target, connections, spread).await
+            }
             Scenario::Fanout {
                 target,
                 subscribers,

@@ -37,21 +37,36 @@ async fn open_subscribers(
     opened.into_iter().collect()
 }
 
-pub async fn idle(
-    t: Target,
-    n: usize,
-    channels: usize,
-    sources: u8,
-    parallel: usize,
-) -> Result<(), Error> {
+/// How the idle scenario spreads its connections.
+pub struct Spread {
+    /// Channels (one subscription per connection).
+    pub channels: usize,
+    /// Loopback source addresses.
+    pub sources: u8,
+    /// Connections opened concurrently.
+    pub parallel: usize,
+    /// Apps (keys `{key}{i % apps}` when more than 1).
+    pub apps: usize,
+}
+
+pub async fn idle(t: Target, n: usize, spread: Spread) -> Result<(), Error> {
+    let Spread {
+        channels,
+        sources,
+        parallel,
+        apps,
+    } = spread;
     let to = loopback(&t.addr)?;
     let rss0 = t.pid.and_then(rss_kib);
     let sampler = crate::record::RssSampler::start(t.pid, Duration::from_millis(250));
     let started = Instant::now();
-    let key = t.key.clone();
     let opened: Vec<Result<Ws, Error>> = stream::iter(0..n)
         .map(|i| {
-            let key = key.clone();
+            let key = if apps > 1 {
+                format!("{}{}", t.key, i % apps)
+            } else {
+                t.key.clone()
+            };
             let open = sampler.open.clone();
             async move {
                 let mut ws = client::connect(to, client::source(i, sources), &key).await?;
@@ -78,7 +93,7 @@ pub async fn idle(
         (Some(a), Some(b)) if ok > 0 => Some(b.saturating_sub(a) as f64 / ok as f64),
         _ => None,
     };
-    println!("idle: {ok} of {n} connections open and subscribed ({failed} failed) in {:.2} s over {sources} source addresses", secs(elapsed));
+    println!("idle: {ok} of {n} connections open and subscribed ({failed} failed) in {:.2} s over {sources} source addresses and {apps} app(s)", secs(elapsed));
     check("connections", ok as f64, "", ">= 19000", ok >= 19_000);
     check("open rate", rate, "conn/s", ">= 5000", rate >= 5000.0);
     if let (Some(r0), Some(r1), Some(p)) = (rss0, rss1, per_conn) {
@@ -87,7 +102,7 @@ pub async fn idle(
     }
     println!(
         "{}",
-        json!({"scenario": "idle", "connections": ok, "failed": failed, "open_per_s": rate, "rss_before_kib": rss0, "rss_after_kib": rss1, "rss_per_conn_kib": per_conn,
+        json!({"scenario": "idle", "apps": apps, "connections": ok, "failed": failed, "open_per_s": rate, "rss_before_kib": rss0, "rss_after_kib": rss1, "rss_per_conn_kib": per_conn,
                "rss_samples": rss_samples})
     );
     drop(opened);
