@@ -4,6 +4,7 @@
 
 pub mod harness;
 mod session;
+mod shared_tcp;
 mod subscriptions;
 pub mod transport;
 mod websocket;
@@ -20,6 +21,7 @@ use crate::protocol::codes::{check_protocol, CloseReason};
 use crate::protocol::outbound;
 use crate::state::State;
 use session::Session;
+pub use shared_tcp::SharedTcp;
 pub use transport::{Event, Transport, WriteResult};
 pub use websocket::{ws_config, WebSocket};
 
@@ -158,6 +160,8 @@ async fn run<T: Transport>(
         .bytes_out
         .fetch_add(hello.len() as u64, Ordering::Relaxed);
     bounded!(transport.send_text(hello.into()));
+    // From now on broadcasts may be written straight to the socket (plain TCP WebSockets).
+    transport.attach(outbox, &state.metrics);
     let mut last_seen = Instant::now();
     let mut pinged = false;
     let timer = tokio::time::sleep_until(last_seen + activity);
@@ -232,14 +236,16 @@ where
     W: std::future::Future<Output = WriteResult>,
     C: std::future::Future<Output = Option<CloseReason>>,
 {
+    // The write is polled before the stall timer: a write that completes at once (the usual
+    // case) never registers the timer.
     tokio::select! {
         biased;
         r = closing => Err(r),
+        r = write => r,
         _ = tokio::time::sleep(stall) => {
             tracing::warn!(socket_id = %outbox.id, "write stalled; evicting");
             Err(Some(CloseReason::SlowConsumer))
         }
-        r = write => r,
     }
 }
 

@@ -2,10 +2,12 @@
 //! handshake.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError as WsProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -14,7 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::transport::{Event, Transport, WriteResult};
 use crate::metrics::Metrics;
-use crate::outbox::Outbox;
+use crate::outbox::{Direct, Outbox};
 use crate::protocol::codes::{pusher_error_code, CloseReason};
 use crate::protocol::outbound;
 
@@ -41,12 +43,51 @@ pub struct WebSocket<S> {
     ws: WebSocketStream<S>,
     /// tungstenite queued a control reply (pong, close) that needs a flush.
     flush: bool,
+    /// The socket under `ws`, until handed to the outbox's direct path.
+    socket: Option<Arc<TcpStream>>,
+    /// The outbox whose direct path shares the socket: every write here is announced to it.
+    shared: Option<Arc<Outbox>>,
 }
 
 impl<S> WebSocket<S> {
     /// Wraps an accepted WebSocket.
     pub fn new(ws: WebSocketStream<S>) -> WebSocket<S> {
-        WebSocket { ws, flush: false }
+        WebSocket {
+            ws,
+            flush: false,
+            socket: None,
+            shared: None,
+        }
+    }
+
+    /// Wraps an accepted WebSocket over `socket`, which the outbox may then write directly.
+    pub fn with_direct(ws: WebSocketStream<S>, socket: Arc<TcpStream>) -> WebSocket<S> {
+        WebSocket {
+            socket: Some(socket),
+            ..WebSocket::new(ws)
+        }
+    }
+
+    /// The outbox's direct path may write again (after a completed, flushed write).
+    fn release(&self) {
+        if let Some(o) = &self.shared {
+            o.end_write();
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Takes the socket from the outbox's direct path for a write, first finishing a frame it
+    /// wrote in part.
+    async fn own(&mut self) -> WriteResult {
+        if let Some(rest) = self.shared.as_ref().and_then(|o| o.begin_write()) {
+            self.ws
+                .get_mut()
+                .write_all(&rest)
+                .await
+                .map_err(|_| Some(CloseReason::Abnormal))?;
+        }
+        Ok(())
     }
 }
 
@@ -117,8 +158,19 @@ where
         self.flush
     }
 
+    fn attach(&mut self, outbox: &Arc<Outbox>, metrics: &Arc<Metrics>) {
+        if let Some(socket) = self.socket.take() {
+            outbox.attach(Direct {
+                socket,
+                metrics: metrics.clone(),
+            });
+            self.shared = Some(outbox.clone());
+        }
+    }
+
     /// Writes what is queued (up to [`WRITE_BATCH`] frames), then flushes once.
     async fn write(&mut self, outbox: &Outbox, metrics: &Metrics) -> WriteResult {
+        self.own().await?;
         self.flush = false;
         let (mut frames, mut bytes) = (0u64, 0u64);
         for _ in 0..WRITE_BATCH {
@@ -133,23 +185,35 @@ where
         }
         metrics.messages_out.fetch_add(frames, Ordering::Relaxed);
         metrics.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-        self.ws.flush().await.map_err(write_error)
+        self.ws.flush().await.map_err(write_error)?;
+        self.release();
+        Ok(())
     }
 
     async fn send_text(&mut self, text: Utf8Bytes) -> WriteResult {
-        self.ws.send(Message::Text(text)).await.map_err(write_error)
+        self.own().await?;
+        self.ws.send(Message::Text(text)).await.map_err(write_error)?;
+        self.release();
+        Ok(())
     }
 
     async fn ping(&mut self) -> WriteResult {
+        self.own().await?;
         self.ws
             .send(Message::Ping(Default::default()))
             .await
-            .map_err(write_error)
+            .map_err(write_error)?;
+        self.release();
+        Ok(())
     }
 
     /// Sends `pusher:error` (with the code when it is a Pusher code), then a close frame with
     /// the code, and waits (bounded) for the client's close reply.
     async fn close(&mut self, code: u16, message: &str) {
+        // The socket stays the task's: nothing may follow the close frame.
+        if self.own().await.is_err() {
+            return;
+        }
         let ws = &mut self.ws;
         let closing = async {
             let _ = ws

@@ -10,7 +10,7 @@ pub mod users;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::broadcast::Broadcast;
 use crate::limit::CappedCounter;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Outgoing};
 use crate::protocol::channel::classify;
 use crate::protocol::presence::Member;
 use crate::protocol::{outbound, SocketId};
@@ -191,6 +191,18 @@ impl AppHub {
         lock(&self.shards[(h.finish() as usize) % SHARDS])
     }
 
+    /// The channel's shard, and whether it had to be waited for (someone else held it).
+    fn shard_or_wait(&self, channel: &str) -> (MutexGuard<'_, Shard>, bool) {
+        let mut h = DefaultHasher::new();
+        channel.hash(&mut h);
+        let m = &self.shards[(h.finish() as usize) % SHARDS];
+        match m.try_lock() {
+            Ok(g) => (g, false),
+            Err(TryLockError::Poisoned(p)) => (p.into_inner(), false),
+            Err(TryLockError::WouldBlock) => (lock(m), true),
+        }
+    }
+
     /// Marks the app removed (or back, after a later reload).
     pub fn set_removed(&self, removed: bool) {
         self.removed.send_replace(removed);
@@ -326,7 +338,7 @@ impl AppHub {
     }
 
     fn fan_out(&self, b: &Broadcast, store: bool) {
-        let mut shard = self.shard(&b.channel);
+        let (mut shard, contended) = self.shard_or_wait(&b.channel);
         if let (Some(ttl), true) = (b.cache_ttl, store) {
             shard
                 .cache
@@ -336,22 +348,25 @@ impl AppHub {
         let Some(ch) = shard.channels.get_mut(&b.channel) else {
             return;
         };
-        let frame = b.to_frame();
+        let frame = Outgoing::new(b.to_frame());
+        let direct = ch.direct(contended);
         // Only an event that fills the cache can make a deferred replay stale or duplicate.
         if b.cache_ttl.is_none() || ch.replayed.is_empty() {
             ch.cached_events += u64::from(b.cache_ttl.is_some());
             for sub in ch.subscribers() {
                 if Some(sub.id) != b.except {
-                    sub.push(frame.clone());
+                    sub.offer(&frame, direct);
                 }
             }
         } else {
             ch.cached_events += 1;
             let replayed = std::mem::take(&mut ch.replayed);
             for sub in ch.subscribers() {
-                let duplicate = replayed.iter().any(|(id, f)| *id == sub.id && *f == frame);
+                let duplicate = replayed
+                    .iter()
+                    .any(|(id, f)| *id == sub.id && f == frame.text());
                 if Some(sub.id) != b.except && !duplicate {
-                    sub.push(frame.clone());
+                    sub.offer(&frame, direct);
                 }
             }
         }
