@@ -187,11 +187,24 @@ impl Outbox {
     }
 
     /// The task starts writing: no direct write may happen until [`Outbox::end_write`]. Returns
-    /// the rest of a partly written frame, which must go out first.
+    /// the rest of a partly written frame, which must go out first; it stays here until
+    /// [`Outbox::wrote_partial`] says it went out (a write abandoned halfway loses nothing).
     pub fn begin_write(&self) -> Option<Bytes> {
         let mut q = self.queue();
         q.writing = true;
-        q.partial.take()
+        q.partial.clone()
+    }
+
+    /// `n` more bytes of the partly written frame went out.
+    pub fn wrote_partial(&self, n: usize) {
+        let mut q = self.queue();
+        if let Some(rest) = q.partial.as_mut() {
+            if n >= rest.len() {
+                q.partial = None;
+            } else {
+                bytes::Buf::advance(rest, n);
+            }
+        }
     }
 
     /// The task's write completed and flushed: the direct path may write again. Not called

@@ -78,14 +78,17 @@ impl<S> WebSocket<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Takes the socket from the outbox's direct path for a write, first finishing a frame it
-    /// wrote in part.
+    /// wrote in part. Progress is recorded after every write, so being cancelled (eviction,
+    /// stall) never loses or repeats a byte of that frame.
     async fn own(&mut self) -> WriteResult {
-        if let Some(rest) = self.shared.as_ref().and_then(|o| o.begin_write()) {
-            self.ws
-                .get_mut()
-                .write_all(&rest)
-                .await
-                .map_err(|_| Some(CloseReason::Abnormal))?;
+        let Some(outbox) = self.shared.clone() else {
+            return Ok(());
+        };
+        while let Some(rest) = outbox.begin_write() {
+            match self.ws.get_mut().write(&rest).await {
+                Ok(n) if n > 0 => outbox.wrote_partial(n),
+                _ => return Err(Some(CloseReason::Abnormal)),
+            }
         }
         Ok(())
     }
@@ -210,12 +213,12 @@ where
     /// Sends `pusher:error` (with the code when it is a Pusher code), then a close frame with
     /// the code, and waits (bounded) for the client's close reply.
     async fn close(&mut self, code: u16, message: &str) {
-        // The socket stays the task's: nothing may follow the close frame.
-        if self.own().await.is_err() {
-            return;
-        }
-        let ws = &mut self.ws;
         let closing = async {
+            // The socket stays the task's: nothing may follow the close frame.
+            if self.own().await.is_err() {
+                return;
+            }
+            let ws = &mut self.ws;
             let _ = ws
                 .send(Message::Text(
                     outbound::error(pusher_error_code(code), message, None).into(),
