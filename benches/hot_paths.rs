@@ -216,24 +216,20 @@ fn fanout_direct(c: &mut Criterion) {
             outboxes.push(o);
         }
         let b = broadcast(100);
-        group.bench_with_input(
-            BenchmarkId::new("write to N sockets", n),
-            &n,
-            |bench, _| {
-                bench.iter(|| {
-                    app.deliver(&b);
-                    // A socket the reader has not emptied yet queues the frame (or keeps the
-                    // rest of one): drop it, so every iteration takes the direct path.
-                    for o in &outboxes {
-                        if !o.is_empty() {
-                            while o.pop().is_some() {}
-                            let _ = o.begin_write();
-                            o.end_write();
-                        }
+        group.bench_with_input(BenchmarkId::new("write to N sockets", n), &n, |bench, _| {
+            bench.iter(|| {
+                app.deliver(&b);
+                // A socket the reader has not emptied yet queues the frame (or keeps the
+                // rest of one): drop it, so every iteration takes the direct path.
+                for o in &outboxes {
+                    if !o.is_empty() {
+                        while o.pop().is_some() {}
+                        let _ = o.begin_write();
+                        o.end_write();
                     }
-                })
-            },
-        );
+                }
+            })
+        });
         drop(sockets);
     }
     group.finish();

@@ -150,26 +150,23 @@ impl Outbox {
         if direct && q.is_empty() && !q.writing && self.closing.get().is_none() {
             if let Some(d) = self.direct.get() {
                 let wire = frame.wire();
-                match d.socket.try_write(wire) {
-                    Ok(n) => {
-                        d.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
-                        d.metrics
-                            .messages_out_direct
-                            .fetch_add(1, Ordering::Relaxed);
-                        d.metrics
-                            .bytes_out
-                            .fetch_add(frame.text.len() as u64, Ordering::Relaxed);
-                        if n < wire.len() {
-                            q.partial = Some(wire.slice(n..));
-                            drop(q);
-                            self.readable.notify_one();
-                        }
-                        return;
+                // A full socket buffer (`WouldBlock`) queues the frame below and wakes the
+                // task, which waits for the socket; other errors are the task's to find when it
+                // writes the queued frame.
+                if let Ok(n) = d.socket.try_write(wire) {
+                    d.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
+                    d.metrics
+                        .messages_out_direct
+                        .fetch_add(1, Ordering::Relaxed);
+                    d.metrics
+                        .bytes_out
+                        .fetch_add(frame.text.len() as u64, Ordering::Relaxed);
+                    if n < wire.len() {
+                        q.partial = Some(wire.slice(n..));
+                        drop(q);
+                        self.readable.notify_one();
                     }
-                    // A full socket buffer (`WouldBlock`) queues the frame and wakes the task,
-                    // which waits for the socket; other errors are the task's to find when it
-                    // writes the queued frame.
-                    Err(_) => {}
+                    return;
                 }
             }
         }

@@ -47,9 +47,12 @@ pub trait Transport {
         metrics: &Metrics,
     ) -> impl Future<Output = WriteResult> + Send;
 
-    /// Lets the outbox write broadcasts straight to the socket when the transport can share
-    /// it (a plain TCP WebSocket); called once the greeting is out. Others ignore it.
-    fn attach(&mut self, _outbox: &Arc<Outbox>, _metrics: &Arc<Metrics>) {}
+    /// Lets the outbox write frames straight to the socket when the transport can share it (a
+    /// plain TCP WebSocket); called once, before anything is sent. Returns whether it did;
+    /// other transports ignore it.
+    fn attach(&mut self, _outbox: &Arc<Outbox>, _metrics: &Arc<Metrics>) -> bool {
+        false
+    }
 
     /// Sends one text frame now (the `pusher:connection_established` greeting).
     fn send_text(&mut self, text: Utf8Bytes) -> impl Future<Output = WriteResult> + Send;

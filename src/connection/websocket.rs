@@ -26,7 +26,7 @@ const WRITE_BATCH: usize = 64;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bytes read per socket read. Clients send small frames (subscribe, pings, client events), and
 /// the buffer is allocated up front for every connection, so it is kept small.
-const READ_BUFFER: usize = 256;
+const READ_BUFFER: usize = 128;
 
 /// WebSocket settings for small idle connections with bounded inbound messages.
 pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
@@ -161,14 +161,16 @@ where
         self.flush
     }
 
-    fn attach(&mut self, outbox: &Arc<Outbox>, metrics: &Arc<Metrics>) {
-        if let Some(socket) = self.socket.take() {
-            outbox.attach(Direct {
-                socket,
-                metrics: metrics.clone(),
-            });
-            self.shared = Some(outbox.clone());
-        }
+    fn attach(&mut self, outbox: &Arc<Outbox>, metrics: &Arc<Metrics>) -> bool {
+        let Some(socket) = self.socket.take() else {
+            return false;
+        };
+        outbox.attach(Direct {
+            socket,
+            metrics: metrics.clone(),
+        });
+        self.shared = Some(outbox.clone());
+        true
     }
 
     /// Writes what is queued (up to [`WRITE_BATCH`] frames), then flushes once.
@@ -195,7 +197,10 @@ where
 
     async fn send_text(&mut self, text: Utf8Bytes) -> WriteResult {
         self.own().await?;
-        self.ws.send(Message::Text(text)).await.map_err(write_error)?;
+        self.ws
+            .send(Message::Text(text))
+            .await
+            .map_err(write_error)?;
         self.release();
         Ok(())
     }

@@ -45,10 +45,34 @@ impl ChannelStats {
     }
 }
 
+/// Where the node is in its life, as its connections need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Serving.
+    #[default]
+    Running,
+    /// Closing its sockets gradually (4100).
+    Draining,
+    /// Closing every socket now (4200).
+    ShuttingDown,
+}
+
+/// What an app's connections wait for to close from outside: the node's phase and whether a
+/// reload removed the app. One signal per app, so each connection waits on one receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppSignal {
+    /// The node's phase.
+    pub phase: Phase,
+    /// A reload removed the app (4001).
+    pub removed: bool,
+}
+
 /// All apps' state on this node.
 #[derive(Debug, Default)]
 pub struct Hub {
     apps: RwLock<HashMap<String, Arc<AppHub>>>,
+    /// The node's phase, given to apps created later (changed under the `apps` write lock).
+    phase: Mutex<Phase>,
 }
 
 impl Hub {
@@ -63,9 +87,20 @@ impl Hub {
             return a.clone();
         }
         let mut w = self.apps.write().unwrap_or_else(PoisonError::into_inner);
+        let phase = *lock(&self.phase);
         w.entry(id.to_string())
-            .or_insert_with(|| Arc::new(AppHub::new()))
+            .or_insert_with(|| Arc::new(AppHub::new(phase)))
             .clone()
+    }
+
+    /// Moves the node to `phase`: every app's connections are told (and apps created later
+    /// start in it).
+    pub fn set_phase(&self, phase: Phase) {
+        let w = self.apps.write().unwrap_or_else(PoisonError::into_inner);
+        *lock(&self.phase) = phase;
+        for app in w.values() {
+            app.signal.send_modify(|s| s.phase = phase);
+        }
     }
 
     /// Ids of the apps with state on this node.
@@ -164,8 +199,8 @@ pub struct AppHub {
     users: Mutex<Users>,
     announced: Mutex<Announced>,
     connections: CappedCounter,
-    /// Flips to `true` when a reload removes the app: its sockets close with 4001.
-    removed: tokio::sync::watch::Sender<bool>,
+    /// The node's phase and whether a reload removed the app: its sockets close on either.
+    signal: tokio::sync::watch::Sender<AppSignal>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,12 +210,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppHub {
-    fn new() -> AppHub {
+    fn new(phase: Phase) -> AppHub {
         AppHub {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             users: Mutex::new(Users::default()),
             announced: Mutex::new(Announced::default()),
-            removed: tokio::sync::watch::Sender::new(false),
+            signal: tokio::sync::watch::Sender::new(AppSignal {
+                phase,
+                removed: false,
+            }),
             connections: CappedCounter::default(),
         }
     }
@@ -205,12 +243,12 @@ impl AppHub {
 
     /// Marks the app removed (or back, after a later reload).
     pub fn set_removed(&self, removed: bool) {
-        self.removed.send_replace(removed);
+        self.signal.send_modify(|s| s.removed = removed);
     }
 
-    /// Resolves when the app has been removed by a reload.
-    pub fn removed(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.removed.subscribe()
+    /// The node's phase and the app's removal, for its connections to wait on.
+    pub fn signal(&self) -> tokio::sync::watch::Receiver<AppSignal> {
+        self.signal.subscribe()
     }
 
     /// Counts a new connection unless that would exceed `max`.

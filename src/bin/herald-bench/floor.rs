@@ -44,7 +44,9 @@ struct Floor {
 
 impl Floor {
     fn send(&self, i: usize, cmd: Cmd) {
-        let tx = self.threads[i].lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = self.threads[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let _ = tx.send(cmd);
     }
 

@@ -237,7 +237,13 @@ async fn fanout_run(
     let expected = run.sent * subscribers as u64;
     let mut tl = tally(&mut run, |_| total);
     let l = &mut tl.lat;
-    let lat = (l.pct(50.0), l.pct(90.0), l.pct(99.0), l.pct(99.9), l.pct(100.0));
+    let lat = (
+        l.pct(50.0),
+        l.pct(90.0),
+        l.pct(99.0),
+        l.pct(99.9),
+        l.pct(100.0),
+    );
     let cpu_us_per_delivery = run
         .cpu_secs
         .filter(|_| tl.received > 0)
