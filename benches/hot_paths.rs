@@ -1,4 +1,5 @@
-//! Micro-benchmarks of the hot paths: signatures, frame parsing, frame building, fan-out.
+//! Micro-benchmarks of the hot paths: signatures, frame parsing, frame building, fan-out (into
+//! queues, and straight to loopback sockets).
 //! Run with `cargo bench --bench hot_paths`.
 
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use herald::auth;
 use herald::broadcast::Broadcast;
 use herald::hub::{Hub, JoinRequest, Replay};
-use herald::outbox::Outbox;
+use herald::outbox::{Direct, Outbox};
 use herald::protocol::{inbound, SocketId};
 
 fn signatures(c: &mut Criterion) {
@@ -121,5 +122,128 @@ fn fanout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, signatures, parsing, frames, fanout);
+/// Loopback sockets whose client ends a thread keeps reading, so the server ends never fill.
+struct Drained {
+    servers: Vec<Arc<tokio::net::TcpStream>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drained {
+    fn new(n: usize) -> Drained {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut clients = Vec::new();
+        let mut servers = Vec::new();
+        for _ in 0..n {
+            let c = std::net::TcpStream::connect(addr).unwrap();
+            let (s, _) = listener.accept().unwrap();
+            c.set_nonblocking(true).unwrap();
+            s.set_nonblocking(true).unwrap();
+            s.set_nodelay(true).unwrap();
+            clients.push(c);
+            servers.push(Arc::new(tokio::net::TcpStream::from_std(s).unwrap()));
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let halt = stop.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+                for c in &mut clients {
+                    while let Ok(n) = c.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Drained {
+            servers,
+            stop,
+            reader: Some(reader),
+        }
+    }
+}
+
+impl Drop for Drained {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The per-event fan-out as a paced broadcast takes it: each subscriber's frame written straight
+/// to its (loopback) socket, one system call each, no task woken.
+fn fanout_direct(c: &mut Criterion) {
+    // A worker parked on the I/O driver brings back a socket's write readiness after a
+    // `WouldBlock` (a current-thread runtime nobody drives never would).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_io()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let metrics = Arc::new(herald::metrics::Metrics::default());
+    let mut group = c.benchmark_group("fan-out direct");
+    for n in [100usize, 1000] {
+        let sockets = Drained::new(n);
+        let hub = Hub::default();
+        let app = hub.app("1");
+        let mut outboxes = Vec::new();
+        for (i, s) in sockets.servers.iter().enumerate() {
+            let o = Arc::new(Outbox::new(
+                SocketId {
+                    node: 1,
+                    seq: i as u64,
+                },
+                1 << 16,
+            ));
+            o.attach(Direct {
+                socket: s.clone(),
+                metrics: metrics.clone(),
+            });
+            app.subscribe(JoinRequest {
+                channel: "hotel-grand",
+                conn: &o,
+                member: None,
+                max_members: 100,
+                announce: false,
+                presence_data: None,
+                replay: Replay::Local,
+            })
+            .ok();
+            outboxes.push(o);
+        }
+        let b = broadcast(100);
+        group.bench_with_input(BenchmarkId::new("write to N sockets", n), &n, |bench, _| {
+            bench.iter(|| {
+                app.deliver(&b);
+                // A socket the reader has not emptied yet queues the frame (or keeps the
+                // rest of one): drop it, so every iteration takes the direct path.
+                for o in &outboxes {
+                    if !o.is_empty() {
+                        while o.pop().is_some() {}
+                        let _ = o.begin_write();
+                        o.end_write();
+                    }
+                }
+            })
+        });
+        drop(sockets);
+    }
+    group.finish();
+    let direct = metrics
+        .messages_out_direct
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let all = metrics
+        .messages_out
+        .load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("fan-out direct: {direct} frames written directly (of {all} written)");
+}
+
+criterion_group!(benches, signatures, parsing, frames, fanout, fanout_direct);
 criterion_main!(benches);

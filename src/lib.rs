@@ -290,6 +290,7 @@ impl Server {
     /// served meanwhile. Then shuts down.
     pub async fn drain(self) {
         let _ = self.draining.send(true);
+        self.state.hub.set_phase(hub::Phase::Draining);
         let window = Duration::from_secs(self.state.config.server.drain_seconds);
         let state = self.state.clone();
         let emptied = async move {
@@ -306,6 +307,7 @@ impl Server {
     /// `shutdown_timeout`) for connections to finish.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        self.state.hub.set_phase(hub::Phase::ShuttingDown);
         let _ = (&mut self.accept).await;
         self.guard.take();
         let wait = Duration::from_secs(self.state.config.server.shutdown_timeout);

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub bytes_in: AtomicU64,
     /// Frames written to clients.
     pub messages_out: AtomicU64,
+    /// Of those, frames the fan-out wrote straight to the socket (no task woken).
+    pub messages_out_direct: AtomicU64,
     /// Bytes of those frames.
     pub bytes_out: AtomicU64,
     /// Broadcasts published by the REST API.
@@ -189,6 +191,12 @@ impl Metrics {
             "herald_messages_out_total",
             "Frames written to clients.",
             get(&self.messages_out),
+        );
+        counter(
+            &mut out,
+            "herald_messages_out_direct_total",
+            "Of the frames written, those the fan-out wrote straight to the socket.",
+            get(&self.messages_out_direct),
         );
         counter(
             &mut out,

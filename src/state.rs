@@ -34,7 +34,7 @@ pub struct State {
     /// Where webhook events are recorded.
     pub webhooks: WebhookSink,
     /// Counters for `/metrics`.
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Live events for the dashboard.
     pub dashboard: crate::dashboard::DashboardBus,
     /// The dashboard charts' recent samples.
@@ -71,7 +71,7 @@ impl State {
             hub,
             adapter,
             webhooks,
-            metrics: crate::metrics::Metrics::default(),
+            metrics: Arc::default(),
             dashboard: crate::dashboard::DashboardBus::new(node),
             history,
             ids,

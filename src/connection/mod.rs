@@ -4,6 +4,7 @@
 
 pub mod harness;
 mod session;
+mod shared_tcp;
 mod subscriptions;
 pub mod transport;
 mod websocket;
@@ -15,11 +16,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::app::{App, Lookup};
+use crate::hub::{AppSignal, Phase};
 use crate::outbox::Outbox;
 use crate::protocol::codes::{check_protocol, CloseReason};
 use crate::protocol::outbound;
 use crate::state::State;
 use session::Session;
+pub use shared_tcp::SharedTcp;
 pub use transport::{Event, Transport, WriteResult};
 pub use websocket::{ws_config, WebSocket};
 
@@ -70,7 +73,7 @@ pub async fn serve<T: Transport>(mut transport: T, up: Upgrade, state: Arc<State
         &state,
         &mut session,
         &outbox,
-        app_hub.closing(),
+        app_hub.signal(),
     )
     .await;
     // Leave every channel before the (possibly slow) closing handshake, so counts and presence
@@ -126,55 +129,62 @@ async fn run<T: Transport>(
     state: &State,
     session: &mut Session,
     outbox: &Arc<Outbox>,
-    mut removed: tokio::sync::watch::Receiver<Option<CloseReason>>,
+    mut signal: tokio::sync::watch::Receiver<AppSignal>,
 ) -> Option<CloseReason> {
     let server = &state.config.server;
     let activity = Duration::from_secs(server.activity_timeout);
     // Also the stall limit: no single write may take longer than a ping may go unanswered.
     let pong_wait = Duration::from_secs(server.pong_timeout);
-    let mut shutdown = state.shutdown.clone();
-    let mut draining = state.draining.clone();
     let drain_window = Duration::from_secs(server.drain_seconds);
     // Created once: re-creating it on every wake-up registered and dropped two waiters per
     // delivered frame (visible in perf as Notify bookkeeping).
-    let closing = must_close(
-        outbox,
-        &mut shutdown,
-        &mut draining,
-        &mut removed,
-        drain_window,
-    );
+    let closing = must_close(outbox, &mut signal, drain_window);
     tokio::pin!(closing);
     // Every write below races the close signal and the stall limit: a client that stops
     // reading can block a write, and eviction, shutdown and the pong timeout must still end it.
+    // Boxed: a write future (with its stall timer) only exists while writing, so an idle
+    // connection's task does not carry its space.
     macro_rules! bounded {
         ($write:expr) => {
-            match guarded($write, closing.as_mut(), pong_wait, outbox).await {
+            match Box::pin(guarded($write, closing.as_mut(), pong_wait, outbox)).await {
                 Ok(()) => {}
                 Err(reason) => return reason,
             }
         };
     }
     let hello = outbound::connection_established(outbox.id, server.activity_timeout);
-    state.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
-    state
-        .metrics
-        .bytes_out
-        .fetch_add(hello.len() as u64, Ordering::Relaxed);
-    bounded!(transport.send_text(hello.into()));
+    // From now on frames may be written straight to the socket (plain TCP WebSockets),
+    // starting with the greeting: the WebSocket's own write buffer is then never allocated.
+    // The outbox counts what it writes; the greeting sent here is counted here.
+    if transport.attach(outbox, &state.metrics) {
+        outbox.push(hello.into());
+    } else {
+        state.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
+        state
+            .metrics
+            .bytes_out
+            .fetch_add(hello.len() as u64, Ordering::Relaxed);
+        bounded!(transport.send_text(hello.into()));
+    }
     let mut last_seen = Instant::now();
     let mut pinged = false;
     let timer = tokio::time::sleep_until(last_seen + activity);
     tokio::pin!(timer);
     // Authorized connections: sign in (or subscribe privately) before this deadline.
-    let signin_deadline = session.signin_timeout().map(|d| last_seen + d);
-    let signin_timer = tokio::time::sleep_until(signin_deadline.unwrap_or(last_seen));
-    tokio::pin!(signin_timer);
+    // Boxed, and only for apps that require signing in: most connections never need it.
+    let mut signin_timer = session
+        .signin_timeout()
+        .map(|d| Box::pin(tokio::time::sleep_until(last_seen + d)));
     loop {
         tokio::select! {
             biased;
             r = &mut closing => return r,
-            () = &mut signin_timer, if signin_deadline.is_some() && !session.is_authorized() => {
+            () = async {
+                match signin_timer.as_mut() {
+                    Some(t) => t.await,
+                    None => std::future::pending().await,
+                }
+            }, if signin_timer.is_some() && !session.is_authorized() => {
                 return Some(CloseReason::NotAuthorizedInTime);
             }
             event = transport.recv() => {
@@ -236,46 +246,63 @@ where
     W: std::future::Future<Output = WriteResult>,
     C: std::future::Future<Output = Option<CloseReason>>,
 {
+    // The write is polled before the stall timer: a write that completes at once (the usual
+    // case) never registers the timer.
     tokio::select! {
         biased;
         r = closing => Err(r),
+        r = write => r,
         _ = tokio::time::sleep(stall) => {
             tracing::warn!(socket_id = %outbox.id, "write stalled; evicting");
             Err(Some(CloseReason::SlowConsumer))
         }
-        r = write => r,
-    }
-}
-
-/// Resolves with the reason once the app's sockets must close (never if the sender is gone).
-async fn app_closing(rx: &mut tokio::sync::watch::Receiver<Option<CloseReason>>) -> CloseReason {
-    let reason = rx.wait_for(Option::is_some).await.map(|r| *r);
-    match reason {
-        Ok(r) => r.unwrap_or(CloseReason::AppNotFound),
-        Err(_) => std::future::pending().await,
     }
 }
 
 /// Resolves when the connection must close for a reason outside it: eviction, termination,
-/// shutdown, or draining (after a random delay within the drain window, so a node's sockets
-/// reconnect elsewhere gradually instead of all at once).
+/// shutdown, removal or disabling of its app (reload, app store), or draining (after a random delay within the drain
+/// window, so a node's sockets reconnect elsewhere gradually instead of all at once). Two
+/// waiters only (the outbox and the app's signal), since every idle connection carries them.
 async fn must_close(
     outbox: &Outbox,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    draining: &mut tokio::sync::watch::Receiver<bool>,
-    removed: &mut tokio::sync::watch::Receiver<Option<CloseReason>>,
+    signal: &mut tokio::sync::watch::Receiver<AppSignal>,
     drain_window: Duration,
 ) -> Option<CloseReason> {
-    let drained = async {
-        crate::state::shutdown_started(draining).await;
-        tokio::time::sleep(drain_window.mul_f64(rand::random::<f64>())).await;
+    let outside = async {
+        let now = |s: &AppSignal| match (s.phase, s.closing) {
+            (Phase::ShuttingDown, _) => Some(CloseReason::ShuttingDown),
+            (_, Some(reason)) => Some(reason),
+            _ => None,
+        };
+        // The guard `wait_for` returns is not `Send`: copy the value out at once.
+        let first = signal
+            .wait_for(|s| s.phase != Phase::Running || s.closing.is_some())
+            .await
+            .map(|s| *s);
+        let Ok(first) = first else {
+            // The hub outlives its connections; without it there is nothing to wait for.
+            return std::future::pending().await;
+        };
+        if let Some(r) = now(&first) {
+            return r;
+        }
+        // Draining: leave at a random moment of the window, or at once if shutdown or removal
+        // come first. Boxed: only draining connections need the timer.
+        let delay = Box::pin(tokio::time::sleep(
+            drain_window.mul_f64(rand::random::<f64>()),
+        ));
+        tokio::select! {
+            biased;
+            s = async { signal.wait_for(|s| now(s).is_some()).await.map(|s| *s) } => {
+                s.ok().and_then(|s| now(&s)).unwrap_or(CloseReason::Draining)
+            }
+            () = delay => CloseReason::Draining,
+        }
     };
     let r = tokio::select! {
         biased;
         r = outbox.closed() => r,
-        _ = crate::state::shutdown_started(shutdown) => CloseReason::ShuttingDown,
-        r = app_closing(removed) => r,
-        _ = drained => CloseReason::Draining,
+        r = outside => r,
     };
     if r == CloseReason::SlowConsumer {
         tracing::warn!(socket_id = %outbox.id, "slow consumer evicted");

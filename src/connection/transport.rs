@@ -2,6 +2,7 @@
 //! HTTP session. A transport moves frames and reports liveness; it never interprets them.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -45,6 +46,13 @@ pub trait Transport {
         outbox: &Outbox,
         metrics: &Metrics,
     ) -> impl Future<Output = WriteResult> + Send;
+
+    /// Lets the outbox write frames straight to the socket when the transport can share it (a
+    /// plain TCP WebSocket); called once, before anything is sent. Returns whether it did;
+    /// other transports ignore it.
+    fn attach(&mut self, _outbox: &Arc<Outbox>, _metrics: &Arc<Metrics>) -> bool {
+        false
+    }
 
     /// Sends one text frame now (the `pusher:connection_established` greeting).
     fn send_text(&mut self, text: Utf8Bytes) -> impl Future<Output = WriteResult> + Send;

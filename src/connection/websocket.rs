@@ -2,10 +2,12 @@
 //! handshake.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError as WsProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -14,7 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::transport::{Event, Transport, WriteResult};
 use crate::metrics::Metrics;
-use crate::outbox::Outbox;
+use crate::outbox::{Direct, Outbox};
 use crate::protocol::codes::{pusher_error_code, CloseReason};
 use crate::protocol::outbound;
 
@@ -24,7 +26,7 @@ const WRITE_BATCH: usize = 64;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bytes read per socket read. Clients send small frames (subscribe, pings, client events), and
 /// the buffer is allocated up front for every connection, so it is kept small.
-const READ_BUFFER: usize = 256;
+const READ_BUFFER: usize = 128;
 
 /// WebSocket settings for small idle connections with bounded inbound messages.
 pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
@@ -41,12 +43,54 @@ pub struct WebSocket<S> {
     ws: WebSocketStream<S>,
     /// tungstenite queued a control reply (pong, close) that needs a flush.
     flush: bool,
+    /// The socket under `ws`, until handed to the outbox's direct path.
+    socket: Option<Arc<TcpStream>>,
+    /// The outbox whose direct path shares the socket: every write here is announced to it.
+    shared: Option<Arc<Outbox>>,
 }
 
 impl<S> WebSocket<S> {
     /// Wraps an accepted WebSocket.
     pub fn new(ws: WebSocketStream<S>) -> WebSocket<S> {
-        WebSocket { ws, flush: false }
+        WebSocket {
+            ws,
+            flush: false,
+            socket: None,
+            shared: None,
+        }
+    }
+
+    /// Wraps an accepted WebSocket over `socket`, which the outbox may then write directly.
+    pub fn with_direct(ws: WebSocketStream<S>, socket: Arc<TcpStream>) -> WebSocket<S> {
+        WebSocket {
+            socket: Some(socket),
+            ..WebSocket::new(ws)
+        }
+    }
+
+    /// The outbox's direct path may write again (after a completed, flushed write).
+    fn release(&self) {
+        if let Some(o) = &self.shared {
+            o.end_write();
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Takes the socket from the outbox's direct path for a write, first finishing a frame it
+    /// wrote in part. Progress is recorded after every write, so being cancelled (eviction,
+    /// stall) never loses or repeats a byte of that frame.
+    async fn own(&mut self) -> WriteResult {
+        let Some(outbox) = self.shared.clone() else {
+            return Ok(());
+        };
+        while let Some(rest) = outbox.begin_write() {
+            match self.ws.get_mut().write(&rest).await {
+                Ok(n) if n > 0 => outbox.wrote_partial(n),
+                _ => return Err(Some(CloseReason::Abnormal)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -117,8 +161,21 @@ where
         self.flush
     }
 
+    fn attach(&mut self, outbox: &Arc<Outbox>, metrics: &Arc<Metrics>) -> bool {
+        let Some(socket) = self.socket.take() else {
+            return false;
+        };
+        outbox.attach(Direct {
+            socket,
+            metrics: metrics.clone(),
+        });
+        self.shared = Some(outbox.clone());
+        true
+    }
+
     /// Writes what is queued (up to [`WRITE_BATCH`] frames), then flushes once.
     async fn write(&mut self, outbox: &Outbox, metrics: &Metrics) -> WriteResult {
+        self.own().await?;
         self.flush = false;
         let (mut frames, mut bytes) = (0u64, 0u64);
         for _ in 0..WRITE_BATCH {
@@ -133,25 +190,40 @@ where
         }
         metrics.messages_out.fetch_add(frames, Ordering::Relaxed);
         metrics.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-        self.ws.flush().await.map_err(write_error)
+        self.ws.flush().await.map_err(write_error)?;
+        self.release();
+        Ok(())
     }
 
     async fn send_text(&mut self, text: Utf8Bytes) -> WriteResult {
-        self.ws.send(Message::Text(text)).await.map_err(write_error)
+        self.own().await?;
+        self.ws
+            .send(Message::Text(text))
+            .await
+            .map_err(write_error)?;
+        self.release();
+        Ok(())
     }
 
     async fn ping(&mut self) -> WriteResult {
+        self.own().await?;
         self.ws
             .send(Message::Ping(Default::default()))
             .await
-            .map_err(write_error)
+            .map_err(write_error)?;
+        self.release();
+        Ok(())
     }
 
     /// Sends `pusher:error` (with the code when it is a Pusher code), then a close frame with
     /// the code, and waits (bounded) for the client's close reply.
     async fn close(&mut self, code: u16, message: &str) {
-        let ws = &mut self.ws;
         let closing = async {
+            // The socket stays the task's: nothing may follow the close frame.
+            if self.own().await.is_err() {
+                return;
+            }
+            let ws = &mut self.ws;
             let _ = ws
                 .send(Message::Text(
                     outbound::error(pusher_error_code(code), message, None).into(),

@@ -92,7 +92,9 @@ pub fn upgrade(
                 // (the bulk of an idle connection's memory otherwise) and a layer of indirection.
                 match upgraded.downcast::<TokioIo<TcpStream>>() {
                     Ok(parts) => {
-                        let stream = parts.io.into_inner();
+                        // Shared with the outbox, whose direct path writes broadcasts to it.
+                        let socket = Arc::new(parts.io.into_inner());
+                        let stream = connection::SharedTcp(socket.clone());
                         // `read_buf` shares hyper's 8 KiB read buffer: copy what the client
                         // already sent and let the buffer go before the connection lives on.
                         let early = (!parts.read_buf.is_empty()).then(|| parts.read_buf.to_vec());
@@ -112,7 +114,8 @@ pub fn upgrade(
                                 .await
                             }
                         };
-                        connection::serve(connection::WebSocket::new(ws), up, state).await;
+                        let ws = connection::WebSocket::with_direct(ws, socket);
+                        connection::serve(ws, up, state).await;
                     }
                     Err(upgraded) => {
                         let ws = WebSocketStream::from_raw_socket(

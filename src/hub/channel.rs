@@ -33,7 +33,12 @@ pub struct Channel {
     /// Sockets given a replayed cached event whose own broadcast may still be on its way: the
     /// next cache-filling delivery is skipped for them if it is that very frame.
     pub(super) replayed: Vec<(SocketId, tokio_tungstenite::tungstenite::Utf8Bytes)>,
+    /// When a broadcast last had to wait for another one (see [`Channel::direct`]).
+    contended_at: Option<std::time::Instant>,
 }
+
+/// How long after broadcasts last waited for each other a channel is still in a burst.
+const BURST_HOLD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Remembered replays are pruned of sockets that left once there are this many.
 const REPLAYED_PRUNE_AT: usize = 64;
@@ -91,6 +96,20 @@ impl Channel {
             self.replayed.retain(|(s, _)| subscribers.contains_key(s));
         }
         self.replayed.push((id, frame));
+    }
+
+    /// Whether this broadcast may be written straight to its subscribers' sockets (one system
+    /// call each, no task woken): yes unless the channel is in a burst, that is, a broadcast
+    /// had to wait for another one (`contended`: its shard was locked) within [`BURST_HOLD`].
+    /// A burst is queued instead, so each connection's task writes many frames with one
+    /// system call.
+    pub(super) fn direct(&mut self, contended: bool) -> bool {
+        if contended {
+            self.contended_at = Some(std::time::Instant::now());
+            return false;
+        }
+        self.contended_at
+            .map_or(true, |t| t.elapsed() >= BURST_HOLD)
     }
 
     /// Number of subscribed sockets.

@@ -10,7 +10,7 @@ pub mod users;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::broadcast::Broadcast;
 use crate::limit::CappedCounter;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Outgoing};
 use crate::protocol::channel::classify;
 use crate::protocol::codes::CloseReason;
 use crate::protocol::presence::Member;
@@ -46,10 +46,35 @@ impl ChannelStats {
     }
 }
 
+/// Where the node is in its life, as its connections need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Serving.
+    #[default]
+    Running,
+    /// Closing its sockets gradually (4100).
+    Draining,
+    /// Closing every socket now (4200).
+    ShuttingDown,
+}
+
+/// What an app's connections wait for to close from outside: the node's phase and whether the
+/// app must close (removed by a reload or from the store: 4001; disabled in the store: 4003).
+/// One signal per app, so each connection waits on one receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppSignal {
+    /// The node's phase.
+    pub phase: Phase,
+    /// Why the app's sockets must close, if they must; new sockets close at once while set.
+    pub closing: Option<CloseReason>,
+}
+
 /// All apps' state on this node.
 #[derive(Debug, Default)]
 pub struct Hub {
     apps: RwLock<HashMap<String, Arc<AppHub>>>,
+    /// The node's phase, given to apps created later (changed under the `apps` write lock).
+    phase: Mutex<Phase>,
 }
 
 impl Hub {
@@ -64,9 +89,20 @@ impl Hub {
             return a.clone();
         }
         let mut w = self.apps.write().unwrap_or_else(PoisonError::into_inner);
+        let phase = *lock(&self.phase);
         w.entry(id.to_string())
-            .or_insert_with(|| Arc::new(AppHub::new()))
+            .or_insert_with(|| Arc::new(AppHub::new(phase)))
             .clone()
+    }
+
+    /// Moves the node to `phase`: every app's connections are told (and apps created later
+    /// start in it).
+    pub fn set_phase(&self, phase: Phase) {
+        let w = self.apps.write().unwrap_or_else(PoisonError::into_inner);
+        *lock(&self.phase) = phase;
+        for app in w.values() {
+            app.signal.send_modify(|s| s.phase = phase);
+        }
     }
 
     /// Ids of the apps with state on this node.
@@ -165,9 +201,8 @@ pub struct AppHub {
     users: Mutex<Users>,
     announced: Mutex<Announced>,
     connections: CappedCounter,
-    /// Set when the app's sockets must close: removed by a reload or from the store (4001),
-    /// disabled in the store (4003). New sockets close at once while it is set.
-    closing: tokio::sync::watch::Sender<Option<CloseReason>>,
+    /// The node's phase and whether the app must close: its sockets close on either.
+    signal: tokio::sync::watch::Sender<AppSignal>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -177,12 +212,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppHub {
-    fn new() -> AppHub {
+    fn new(phase: Phase) -> AppHub {
         AppHub {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             users: Mutex::new(Users::default()),
             announced: Mutex::new(Announced::default()),
-            closing: tokio::sync::watch::Sender::new(None),
+            signal: tokio::sync::watch::Sender::new(AppSignal {
+                phase,
+                closing: None,
+            }),
             connections: CappedCounter::default(),
         }
     }
@@ -193,18 +231,30 @@ impl AppHub {
         lock(&self.shards[(h.finish() as usize) % SHARDS])
     }
 
+    /// The channel's shard, and whether it had to be waited for (someone else held it).
+    fn shard_or_wait(&self, channel: &str) -> (MutexGuard<'_, Shard>, bool) {
+        let mut h = DefaultHasher::new();
+        channel.hash(&mut h);
+        let m = &self.shards[(h.finish() as usize) % SHARDS];
+        match m.try_lock() {
+            Ok(g) => (g, false),
+            Err(TryLockError::Poisoned(p)) => (p.into_inner(), false),
+            Err(TryLockError::WouldBlock) => (lock(m), true),
+        }
+    }
+
     /// Closes the app's sockets with this reason (`None`: the app is back).
     pub fn set_closing(&self, reason: Option<CloseReason>) {
-        self.closing.send_if_modified(|r| {
-            let changed = *r != reason;
-            *r = reason;
+        self.signal.send_if_modified(|s| {
+            let changed = s.closing != reason;
+            s.closing = reason;
             changed
         });
     }
 
-    /// Watches why the app's sockets must close, if they must.
-    pub fn closing(&self) -> tokio::sync::watch::Receiver<Option<CloseReason>> {
-        self.closing.subscribe()
+    /// The node's phase and why the app must close, for its connections to wait on.
+    pub fn signal(&self) -> tokio::sync::watch::Receiver<AppSignal> {
+        self.signal.subscribe()
     }
 
     /// Counts a new connection unless that would exceed `max`.
@@ -332,7 +382,7 @@ impl AppHub {
     }
 
     fn fan_out(&self, b: &Broadcast, store: bool) {
-        let mut shard = self.shard(&b.channel);
+        let (mut shard, contended) = self.shard_or_wait(&b.channel);
         if let (Some(ttl), true) = (b.cache_ttl, store) {
             shard
                 .cache
@@ -342,22 +392,25 @@ impl AppHub {
         let Some(ch) = shard.channels.get_mut(&b.channel) else {
             return;
         };
-        let frame = b.to_frame();
+        let frame = Outgoing::new(b.to_frame());
+        let direct = ch.direct(contended);
         // Only an event that fills the cache can make a deferred replay stale or duplicate.
         if b.cache_ttl.is_none() || ch.replayed.is_empty() {
             ch.cached_events += u64::from(b.cache_ttl.is_some());
             for sub in ch.subscribers() {
                 if Some(sub.id) != b.except {
-                    sub.push(frame.clone());
+                    sub.offer(&frame, direct);
                 }
             }
         } else {
             ch.cached_events += 1;
             let replayed = std::mem::take(&mut ch.replayed);
             for sub in ch.subscribers() {
-                let duplicate = replayed.iter().any(|(id, f)| *id == sub.id && *f == frame);
+                let duplicate = replayed
+                    .iter()
+                    .any(|(id, f)| *id == sub.id && f == frame.text());
                 if Some(sub.id) != b.except && !duplicate {
-                    sub.push(frame.clone());
+                    sub.offer(&frame, direct);
                 }
             }
         }

@@ -4,6 +4,7 @@
 
 mod client;
 mod costs;
+mod floor;
 mod http;
 mod measure;
 mod model;
@@ -79,6 +80,22 @@ enum Scenario {
         rate: u32,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// A `floor-server` (host:port) to run the same load against first; herald's figures
+        /// are then printed as ratios to the floor's.
+        #[arg(long)]
+        floor: Option<String>,
+        /// The floor server's pid (its CPU per delivery).
+        #[arg(long)]
+        floor_pid: Option<u32>,
+    },
+    /// The floor for `fanout --floor`: a minimal server that writes each trigger's prebuilt
+    /// frame to every subscribed socket from one thread per core. Runs until killed.
+    FloorServer {
+        #[arg(long, default_value = "127.0.0.1:6101")]
+        addr: String,
+        /// Fan-out threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
     /// S subscribers, triggers as fast as possible: triggers/s, deliveries/s, loss.
     Flood {
@@ -259,7 +276,19 @@ fn main() -> std::process::ExitCode {
                 subscribers,
                 rate,
                 seconds,
-            } => scenarios::fanout(target, subscribers, rate, seconds).await,
+                floor,
+                floor_pid,
+            } => {
+                scenarios::fanout(
+                    target,
+                    subscribers,
+                    rate,
+                    seconds,
+                    floor.map(|a| (a, floor_pid)),
+                )
+                .await
+            }
+            Scenario::FloorServer { addr, threads } => floor::serve(&addr, threads).await,
             Scenario::Flood {
                 target,
                 subscribers,

@@ -56,6 +56,11 @@ impl CpuMeter {
         }
     }
 
+    /// Server CPU seconds since the start.
+    pub fn server_secs(&self) -> Option<f64> {
+        Some(cpu_secs(Some(self.pid?))? - self.server?)
+    }
+
     /// (server %, tool %).
     pub fn stop(&self) -> (Option<f64>, Option<f64>) {
         let wall = self.start.elapsed().as_secs_f64();

@@ -79,15 +79,16 @@ pub async fn idle(t: Target, n: usize, spread: Spread) -> Result<(), Error> {
         .collect()
         .await;
     let elapsed = started.elapsed();
+    // The measure: RSS 0.5 s after the last subscription was confirmed, minus the RSS
+    // before the first connection, over the subscribed connections.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss1 = t.pid.and_then(rss_kib);
     let failed = opened.iter().filter(|r| r.is_err()).count();
     if let Some(Err(e)) = opened.iter().find(|r| r.is_err()) {
         eprintln!("first failure: {e}");
     }
     let ok = n - failed;
     let rate = ok as f64 / secs(elapsed);
-    // Let the server settle before reading its memory.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss1 = t.pid.and_then(rss_kib);
     let rss_samples = sampler.finish(t.pid);
     let per_conn = match (rss0, rss1) {
         (Some(a), Some(b)) if ok > 0 => Some(b.saturating_sub(a) as f64 / ok as f64),
@@ -97,8 +98,8 @@ pub async fn idle(t: Target, n: usize, spread: Spread) -> Result<(), Error> {
     check("connections", ok as f64, "", ">= 19000", ok >= 19_000);
     check("open rate", rate, "conn/s", ">= 5000", rate >= 5000.0);
     if let (Some(r0), Some(r1), Some(p)) = (rss0, rss1, per_conn) {
-        println!("  server RSS {r0} KiB before, {r1} KiB after");
-        check("server RSS per connection", p, "KiB", "<= 4", p <= 4.0);
+        println!("  server RSS {r0} KiB before the first connection, {r1} KiB 0.5 s after the last subscription");
+        check("server RSS per connection", p, "KiB", "<= 3", p <= 3.0);
     }
     println!(
         "{}",
@@ -114,6 +115,8 @@ struct Run {
     sent: u64,
     send_secs: f64,
     cpu: (Option<f64>, Option<f64>),
+    /// Server CPU seconds over the run (sending and draining).
+    cpu_secs: Option<f64>,
 }
 
 /// Starts consumers for `subs`, runs `publish`, drains, and collects what each saw.
@@ -138,6 +141,7 @@ where
     let sent = publish().await?;
     let send_secs = secs(started.elapsed());
     tokio::time::sleep(DRAIN).await;
+    let cpu_secs = cpu.server_secs();
     let cpu = cpu.stop();
     let _ = stop_tx.send(true);
     let mut seen = Vec::with_capacity(tasks.len());
@@ -149,6 +153,7 @@ where
         sent,
         send_secs,
         cpu,
+        cpu_secs,
     })
 }
 
@@ -210,14 +215,34 @@ fn report_cpu(cpu: (Option<f64>, Option<f64>)) {
     }
 }
 
-pub async fn fanout(t: Target, subscribers: usize, rate: u32, seconds: u64) -> Result<(), Error> {
+/// One fan-out run's figures.
+struct FanoutRun {
+    sent: u64,
+    expected: u64,
+    delivered: u64,
+    duplicates: u64,
+    evicted: usize,
+    lat: (f64, f64, f64, f64, f64),
+    cpu: (Option<f64>, Option<f64>),
+    /// Server CPU time per delivery, in µs (kernel work of the server's sends included).
+    cpu_us_per_delivery: Option<f64>,
+    /// The latency distribution, for `herald-bench plot`.
+    histogram: serde_json::Value,
+}
+
+async fn fanout_run(
+    t: &Target,
+    subscribers: usize,
+    rate: u32,
+    seconds: u64,
+) -> Result<FanoutRun, Error> {
     let to = loopback(&t.addr)?;
     let channel = "bench-fanout".to_string();
     let subs = open_subscribers(to, &t.key, &vec![channel.clone(); subscribers], 4).await?;
     let total = u64::from(rate) * seconds;
     let epoch = Instant::now();
     let tt = t.clone();
-    let mut run = run_with(&t, subs, total, epoch, || async move {
+    let mut run = run_with(t, subs, total, epoch, || async move {
         let mut p = Publisher::connect(&tt, to).await?;
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -233,20 +258,122 @@ pub async fn fanout(t: Target, subscribers: usize, rate: u32, seconds: u64) -> R
     .await?;
     let expected = run.sent * subscribers as u64;
     let mut tl = tally(&mut run, |_| total);
-    let delivered = tl.received as f64 / expected.max(1) as f64 * 100.0;
-    println!(
-        "fanout: {subscribers} subscribers x {} triggers at {rate}/s: {} of {expected} delivered, {} duplicates, {} evicted",
-        run.sent, tl.received, tl.duplicates, tl.evicted
+    let l = &mut tl.lat;
+    let lat = (
+        l.pct(50.0),
+        l.pct(90.0),
+        l.pct(99.0),
+        l.pct(99.9),
+        l.pct(100.0),
     );
-    check("delivered", delivered, "%", "100", tl.received == expected);
-    let lat = report_latency("fanout", &mut tl.lat, 2.0);
     let histogram = crate::record::latency_histogram(&tl.lat.0);
-    report_cpu(run.cpu);
+    let cpu_us_per_delivery = run
+        .cpu_secs
+        .filter(|_| tl.received > 0)
+        .map(|s| s * 1e6 / tl.received as f64);
+    Ok(FanoutRun {
+        sent: run.sent,
+        expected,
+        delivered: tl.received,
+        duplicates: tl.duplicates,
+        evicted: tl.evicted,
+        lat,
+        cpu: run.cpu,
+        cpu_us_per_delivery,
+        histogram,
+    })
+}
+
+impl FanoutRun {
+    fn print(&self, name: &str, subscribers: usize, rate: u32) {
+        println!(
+            "{name}: {subscribers} subscribers x {} triggers at {rate}/s: {} of {} delivered, {} duplicates, {} evicted",
+            self.sent, self.delivered, self.expected, self.duplicates, self.evicted
+        );
+        let (p50, p90, p99, p999, max) = self.lat;
+        println!(
+            "  latency ms: p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}"
+        );
+        report_cpu(self.cpu);
+        if let Some(us) = self.cpu_us_per_delivery {
+            println!("  server CPU per delivery {us:.2} µs");
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let (p50, p90, p99, p999, max) = self.lat;
+        json!({"triggers": self.sent, "expected": self.expected, "delivered": self.delivered, "duplicates": self.duplicates,
+               "evicted": self.evicted, "latency": {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "p999_ms": p999, "max_ms": max},
+               "server_cpu_pct": self.cpu.0, "tool_cpu_pct": self.cpu.1, "server_cpu_us_per_delivery": self.cpu_us_per_delivery,
+               "latency_histogram": self.histogram})
+    }
+}
+
+/// Triggers at a fixed rate to one channel of `subscribers`. With `floor` (the address and pid
+/// of a `herald-bench floor-server`), the same load runs against the floor first and herald's
+/// figures are printed as ratios to the floor's.
+pub async fn fanout(
+    t: Target,
+    subscribers: usize,
+    rate: u32,
+    seconds: u64,
+    floor: Option<(String, Option<u32>)>,
+) -> Result<(), Error> {
+    let floor_run = match floor {
+        Some((addr, pid)) => {
+            let ft = Target {
+                addr,
+                pid,
+                ..t.clone()
+            };
+            let f = fanout_run(&ft, subscribers, rate, seconds).await?;
+            f.print("floor", subscribers, rate);
+            // Let the closed sockets go before the next run opens as many.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Some(f)
+        }
+        None => None,
+    };
+    let h = fanout_run(&t, subscribers, rate, seconds).await?;
+    h.print("fanout", subscribers, rate);
+    check(
+        "delivered",
+        h.delivered as f64 / h.expected.max(1) as f64 * 100.0,
+        "%",
+        "100",
+        h.delivered == h.expected,
+    );
+    let mut ratios = serde_json::Value::Null;
+    match &floor_run {
+        Some(f) => {
+            let r = |a: f64, b: f64| a / b;
+            let (p50, p99) = (r(h.lat.0, f.lat.0), r(h.lat.2, f.lat.2));
+            check("p50 / floor p50", p50, "x", "", true);
+            check("p99 / floor p99", p99, "x", "<= 1.5", p99 <= 1.5);
+            let cpu = match (h.cpu_us_per_delivery, f.cpu_us_per_delivery) {
+                (Some(a), Some(b)) => {
+                    check("CPU per delivery / floor", a / b, "x", "", true);
+                    Some(a / b)
+                }
+                _ => None,
+            };
+            check(
+                "floor delivered",
+                f.delivered as f64 / f.expected.max(1) as f64 * 100.0,
+                "%",
+                "100",
+                f.delivered == f.expected,
+            );
+            ratios = json!({"p50": p50, "p99": p99, "cpu_per_delivery": cpu});
+        }
+        None => check("fanout p99 latency", h.lat.2, "ms", "<= 2", h.lat.2 <= 2.0),
+    }
     println!(
         "{}",
-        json!({"scenario": "fanout", "subscribers": subscribers, "rate": rate, "triggers": run.sent, "expected": expected, "delivered": tl.received,
-               "duplicates": tl.duplicates, "evicted": tl.evicted, "latency": lat, "server_cpu_pct": run.cpu.0, "tool_cpu_pct": run.cpu.1,
-               "latency_histogram": histogram})
+        json!({"scenario": "fanout", "subscribers": subscribers, "rate": rate, "herald": h.json(),
+               "floor": floor_run.as_ref().map(FanoutRun::json), "ratio_to_floor": ratios,
+               // What `herald-bench plot` reads: herald's own distribution.
+               "latency": h.json()["latency"], "latency_histogram": h.histogram})
     );
     Ok(())
 }
