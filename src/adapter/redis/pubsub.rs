@@ -207,7 +207,10 @@ pub async fn subscriptions(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Su
                 if *n == 1 {
                     inner.cursors.track(&channel);
                 }
-                if *n == 1 && inner.reachable() {
+                // Only Redis answering matters here, not whether this node's share awaits its
+                // rewrite (stale): skipping the SUBSCRIBE then would lose what others publish
+                // on the channel until the resync resubscribes.
+                if *n == 1 && inner.healthy.load(std::sync::atomic::Ordering::Acquire) {
                     let r = listen(&inner, &mut link, &channel).await;
                     inner.mark(r.is_ok());
                 }
