@@ -2,6 +2,7 @@
 //! exactly the channels it has local subscribers for, and applying what other nodes publish.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +85,39 @@ pub async fn publisher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Out>) {
         inner
             .held
             .store(held.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    pub(super) fn enqueue(&self, item: Out) {
+        if self.out.try_send(item).is_err() {
+            self.lost(1, "Redis publish queue full");
+        }
+    }
+
+    /// Counts broadcasts that will not reach the other nodes (`herald_adapter_dropped_total`);
+    /// logs at warn when the total passes a power of two.
+    pub(super) fn lost(&self, n: u64, why: &'static str) {
+        if n == 0 {
+            return;
+        }
+        let before = self.dropped.fetch_add(n, Ordering::Relaxed);
+        let after = before + n;
+        // A power of two was reached: the bit length grew.
+        if before.leading_zeros() != after.leading_zeros() {
+            tracing::warn!(
+                dropped = after,
+                reason = why,
+                "broadcasts for other nodes dropped"
+            );
+        }
+    }
+
+    pub(super) fn publish_wire(&self, channel: String, w: &Wire) {
+        self.enqueue(Out::Publish {
+            channel,
+            payload: w.encode(),
+        });
     }
 }
 

@@ -6,6 +6,7 @@
 //! held.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -215,6 +216,43 @@ impl Cursors {
                 }
             }
         });
+    }
+}
+
+impl Inner {
+    /// This node's own Redis connection dropped (Redis itself may be fine): messages other
+    /// nodes publish until it is back are read from the channels' logs.
+    pub(super) fn disconnected(&self) {
+        tracing::info!(
+            node = self.node,
+            "Redis connection dropped; will replay what other nodes publish meanwhile"
+        );
+        if self.config.replay_ms == 0 {
+            self.replay_gap(
+                &self.names.control(),
+                "the channel log is off (replay_ms = 0)",
+            );
+            return;
+        }
+        self.cursors.disconnected(std::time::Instant::now());
+    }
+
+    /// Counts and logs a drop of the connection after which some messages other nodes
+    /// published could not be replayed (`herald_adapter_replay_gaps_total`).
+    pub(super) fn replay_gap(&self, channel: &str, why: &'static str) {
+        let n = self.replay_gaps.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(
+            node = self.node,
+            channel,
+            reason = why,
+            gaps = n,
+            "events other nodes published while this node's Redis connection was down may be lost"
+        );
+    }
+
+    /// Counts messages applied from channel logs.
+    pub(super) fn replayed(&self, n: usize) {
+        self.replayed.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
