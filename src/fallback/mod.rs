@@ -3,7 +3,9 @@
 //! runs the same connection loop as a WebSocket with an [`HttpSession`] as its transport.
 
 pub mod frames;
+mod inbox;
 mod session;
+mod sink;
 pub mod stream;
 
 use std::convert::Infallible;
@@ -23,6 +25,7 @@ use crate::connection::{self, Upgrade};
 use crate::http::DrainGuard;
 use crate::state::State;
 pub use session::{HttpSession, Request as SessionRequest, Sessions, Timing};
+pub use sink::Sink;
 
 /// pusher-js's default `httpPath`.
 pub const HTTP_PATH: &str = "/pusher";
@@ -215,26 +218,28 @@ async fn receive(
 ) -> Response<Body> {
     let protocol = crate::http::query_param(req.uri().query().unwrap_or(""), "protocol");
     let streaming = target.kind == Kind::Streaming;
-    match attach(target, protocol, streaming, state, guard).await {
-        Some(body) => {
+    let (tx, body) = mpsc::channel(1);
+    match attach(target, protocol, Sink::Feed(tx), streaming, state, guard).await {
+        Ok(()) => {
             let mut r = Response::new(ChunkBody(body).boxed());
             receive_headers(r.headers_mut(), origin);
             r
         }
-        None => answer(StatusCode::NOT_FOUND, "Unknown session\n", origin),
+        Err(_) => answer(StatusCode::NOT_FOUND, "Unknown session\n", origin),
     }
 }
 
 /// Finds the session (or starts it, with the same handshake checks as a WebSocket) and
-/// attaches a receive request to it; returns the feed of the response body, or `None` when the
-/// session ended meanwhile.
+/// attaches a receive request to it, whose response goes to `body`; gives `body` back when the
+/// session ended meanwhile (always `Some`).
 async fn attach(
     target: &Target<'_>,
     protocol: Option<String>,
+    body: Sink,
     streaming: bool,
     state: Arc<State>,
     guard: DrainGuard,
-) -> Option<mpsc::Receiver<Bytes>> {
+) -> Result<(), Option<Sink>> {
     let tx = match state.sessions.get(&target.session) {
         Some(tx) => tx,
         None => {
@@ -259,13 +264,8 @@ async fn attach(
             tx
         }
     };
-    let (body_tx, body_rx) = mpsc::channel(1);
-    let attach = SessionRequest::Receive {
-        body: body_tx,
-        streaming,
-    };
-    tx.send(attach).await.ok()?;
-    Some(body_rx)
+    let attach = SessionRequest::Receive { body, streaming };
+    tx.send(attach).await.map_err(SessionRequest::into_body)
 }
 
 /// The headers of a receive response.

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::frames;
+use super::inbox::{self, Receiver, Sender};
+use super::sink::Sink;
 use crate::connection::{Event, Transport, WriteResult};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -35,8 +36,8 @@ pub enum Request {
     /// A receive request: frames go into `body` (`streaming`: until the client reopens it;
     /// polling: one chunk, then the response ends).
     Receive {
-        /// The response body's feed.
-        body: mpsc::Sender<Bytes>,
+        /// Where the response's chunks go.
+        body: Sink,
         /// `xhr_streaming` rather than `xhr`.
         streaming: bool,
     },
@@ -46,20 +47,30 @@ pub enum Request {
     TooBig,
 }
 
+impl Request {
+    /// The response body of a receive request.
+    pub fn into_body(self) -> Option<Sink> {
+        match self {
+            Request::Receive { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+}
+
 /// This node's HTTP sessions by `{key}/{server}/{session}`.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    map: Mutex<HashMap<String, (u64, mpsc::Sender<Request>)>>,
+    map: Mutex<HashMap<String, (u64, Sender<Request>)>>,
     next: AtomicU64,
 }
 
 impl Sessions {
-    fn map(&self) -> MutexGuard<'_, HashMap<String, (u64, mpsc::Sender<Request>)>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, (u64, Sender<Request>)>> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The request queue of a live session.
-    pub fn get(&self, key: &str) -> Option<mpsc::Sender<Request>> {
+    pub fn get(&self, key: &str) -> Option<Sender<Request>> {
         self.map().get(key).map(|(_, tx)| tx.clone())
     }
 
@@ -75,12 +86,8 @@ impl Sessions {
 
     /// Registers a new session under `key` (replacing none: the caller checked) and returns its
     /// transport and request queue.
-    pub fn open(
-        self: &Arc<Self>,
-        key: String,
-        timing: Timing,
-    ) -> (HttpSession, mpsc::Sender<Request>) {
-        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+    pub fn open(self: &Arc<Self>, key: String, timing: Timing) -> (HttpSession, Sender<Request>) {
+        let (tx, rx) = inbox::inbox(REQUEST_QUEUE);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.map().insert(key.clone(), (id, tx.clone()));
         let now = Instant::now();
@@ -131,7 +138,7 @@ pub struct Timing {
 
 #[derive(Debug)]
 struct Receive {
-    body: mpsc::Sender<Bytes>,
+    body: Sink,
     streaming: bool,
     /// UTF-16 units written to this stream.
     written: usize,
@@ -143,11 +150,18 @@ impl Receive {
     }
 }
 
+impl Drop for Receive {
+    /// However the request ends (answered, replaced, the session over), its response ends.
+    fn drop(&mut self) {
+        self.body.finish();
+    }
+}
+
 /// One HTTP session's transport.
 #[derive(Debug)]
 pub struct HttpSession {
     registration: Registration,
-    requests: mpsc::Receiver<Request>,
+    requests: Receiver<Request>,
     /// Messages of `xhr_send` bodies not yet handed to the connection loop.
     inbound: VecDeque<String>,
     receive: Option<Receive>,
@@ -168,7 +182,7 @@ impl HttpSession {
         }
     }
 
-    fn attach(&mut self, body: mpsc::Sender<Bytes>, streaming: bool) {
+    fn attach(&mut self, body: Sink, streaming: bool) {
         // A second receive request replaces the first (pusher-js aborted it or lost it); the
         // old response ends.
         self.end_receive();
@@ -183,7 +197,7 @@ impl HttpSession {
     /// Writes the pending frames and, if given, a batch of the outbox into the open receive
     /// request as one chunk. Without one, everything stays pending.
     async fn deliver(&mut self, outbox: Option<(&Outbox, &Metrics)>) -> WriteResult {
-        let Some(receive) = self.receive.as_ref().filter(|r| !r.full()) else {
+        let Some(receive) = self.receive.as_mut().filter(|r| !r.full()) else {
             return Ok(());
         };
         let mut chunk = String::new();
@@ -205,24 +219,21 @@ impl HttpSession {
                 metrics.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
             }
         }
-        if chunk.is_empty() {
+        if chunk.is_empty() && !receive.body.wants_write() {
             return Ok(());
         }
         let units = frames::utf16_len(&chunk);
-        let streaming = receive.streaming;
         match receive.body.send(Bytes::from(chunk)).await {
             Ok(()) => {
                 self.last_write = Instant::now();
-                if streaming {
-                    if let Some(r) = self.receive.as_mut() {
-                        r.written += units;
-                    }
+                if receive.streaming {
+                    receive.written += units;
                 } else {
                     // A poll answers once.
                     self.end_receive();
                 }
             }
-            Err(mpsc::error::SendError(unsent)) => {
+            Err(unsent) => {
                 // The request ended before this chunk: keep it for the next one, in order.
                 let unsent = String::from_utf8_lossy(&unsent).into_owned();
                 self.pending = unsent + &self.pending;
@@ -239,10 +250,11 @@ impl Transport for HttpSession {
             if let Some(m) = self.inbound.pop_front() {
                 return Event::Text(m.into());
             }
-            let open = self.receive.as_ref().map(|r| r.body.clone());
+            let open = self.receive.is_some();
+            let receive = &self.receive;
             let receive_ended = async {
-                match &open {
-                    Some(body) => body.closed().await,
+                match receive {
+                    Some(r) => r.body.ended().await,
                     None => std::future::pending().await,
                 }
             };
@@ -253,16 +265,14 @@ impl Transport for HttpSession {
             let expires_at = self.idle_since + self.timing.expiry;
             tokio::select! {
                 req = self.requests.recv() => match req {
-                    // The registry holds a sender while the session lives; not reached.
-                    None => return Event::End(None),
-                    Some(Request::Send(messages)) => {
+                    Request::Send(messages) => {
                         if messages.is_empty() {
                             return Event::Activity;
                         }
                         self.inbound.extend(messages);
                     }
-                    Some(Request::TooBig) => return Event::End(Some(CloseReason::MessageTooBig)),
-                    Some(Request::Receive { body, streaming }) => {
+                    Request::TooBig => return Event::End(Some(CloseReason::MessageTooBig)),
+                    Request::Receive { body, streaming } => {
                         self.attach(body, streaming);
                         return Event::Activity;
                     }
@@ -272,7 +282,7 @@ impl Transport for HttpSession {
                     self.pending.push_str(frames::HEARTBEAT);
                     return Event::Idle;
                 }
-                () = tokio::time::sleep_until(expires_at), if open.is_none() => {
+                () = tokio::time::sleep_until(expires_at), if !open => {
                     tracing::debug!(session = %self.registration.key, "HTTP session expired");
                     return Event::End(Some(CloseReason::Abnormal));
                 }
@@ -285,7 +295,9 @@ impl Transport for HttpSession {
     }
 
     fn wants_write(&self) -> bool {
-        self.writable() && (!self.opened || !self.pending.is_empty())
+        self.receive.as_ref().is_some_and(|r| {
+            !r.full() && (!self.opened || !self.pending.is_empty() || r.body.wants_write())
+        })
     }
 
     async fn write(&mut self, outbox: &Outbox, metrics: &Metrics) -> WriteResult {
@@ -318,10 +330,8 @@ impl Transport for HttpSession {
                         return;
                     }
                 }
-                match self.requests.recv().await {
-                    Some(Request::Receive { body, streaming }) => self.attach(body, streaming),
-                    Some(_) => {}
-                    None => return,
+                if let Request::Receive { body, streaming } = self.requests.recv().await {
+                    self.attach(body, streaming);
                 }
             }
         };

@@ -1,19 +1,18 @@
 //! `xhr_streaming` receive requests served straight on the socket: the request head is parsed
-//! with httparse and the chunked response is written here, so an idle streaming session holds
-//! no HTTP/1.1 connection state (hyper keeps two 8 KiB buffers per connection for its whole
-//! life). Plain-TCP connections whose first request is such a POST come here; every other
+//! here with httparse, then the socket goes to the session, whose task writes the chunked
+//! response ([`super::sink`]); an idle streaming session holds no HTTP/1.1 connection state
+//! (hyper keeps two 8 KiB buffers per connection for its whole life) and no task of its own. Plain-TCP connections whose first request is such a POST come here; every other
 //! connection, and every TLS one, is served by hyper ([`super::handle`]) with the same answers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{target, Kind};
+use super::{target, Kind, Sink};
 use crate::http::DrainGuard;
 use crate::state::State;
 
@@ -163,15 +162,6 @@ async fn answer(
     let _ = stream.shutdown().await;
 }
 
-/// One chunk of a chunked body.
-fn chunk(data: &Bytes) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 12);
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
 /// Serves the `xhr_streaming` request this connection starts with, then closes it.
 pub async fn serve(mut stream: TcpStream, state: Arc<State>, guard: DrainGuard) {
     let within = Duration::from_secs(state.config.server.handshake_timeout);
@@ -221,49 +211,23 @@ pub async fn serve(mut stream: TcpStream, state: Arc<State>, guard: DrainGuard) 
         .await;
     };
     let protocol = crate::http::query_param(&head.query, "protocol");
-    let attached = Box::pin(super::attach(&target, protocol, true, state, guard.clone())).await;
-    let Some(mut body) = attached else {
-        return answer(
-            &mut stream,
-            StatusCode::NOT_FOUND,
-            "Unknown session\n",
-            origin,
-        )
-        .await;
-    };
     let mut headers = HeaderMap::new();
     super::receive_headers(&mut headers, origin);
     headers.insert(
         header::TRANSFER_ENCODING,
         HeaderValue::from_static("chunked"),
     );
-    let head = head_bytes(StatusCode::OK, &headers);
+    // From here on the session's own task writes the response on this socket, head first: no
+    // task, buffer or channel stays behind for the stream.
+    let sink = Sink::socket(stream, head_bytes(StatusCode::OK, &headers));
     drop(headers);
-    if stream.write_all(&head).await.is_err() {
-        return;
-    }
-    drop(head);
-    // The client leaving (EOF) ends the request: dropping `body` tells the session.
-    let mut probe = [0u8; 1];
-    loop {
-        tokio::select! {
-            data = body.recv() => match data {
-                Some(data) => {
-                    if stream.write_all(&chunk(&data)).await.is_err() {
-                        return;
-                    }
-                }
-                None => break,
-            },
-            read = stream.read(&mut probe) => {
-                if !matches!(read, Ok(n) if n > 0) {
-                    return;
-                }
-            }
+    let attached = Box::pin(super::attach(&target, protocol, sink, true, state, guard)).await;
+    if let Err(Some(sink)) = attached {
+        if let Some(mut stream) = sink.into_unused_socket() {
+            let text = "Unknown session\n";
+            answer(&mut stream, StatusCode::NOT_FOUND, text, origin).await;
         }
     }
-    let _ = stream.write_all(b"0\r\n\r\n").await;
-    let _ = stream.shutdown().await;
 }
 
 #[cfg(test)]
@@ -291,8 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn chunks_and_heads() {
-        assert_eq!(chunk(&Bytes::from_static(b"o\n")), b"2\r\no\n\r\n");
+    fn heads() {
         let mut h = HeaderMap::new();
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
         assert_eq!(

@@ -215,6 +215,88 @@ async fn shutdown_closes_a_streaming_session_with_4200() {
         .expect("shutdown task");
 }
 
+/// A streaming client that stops reading is evicted like a slow WebSocket: the session's task
+/// writes the stream on its socket until the socket takes no more (stall limit) or the stream
+/// reaches pusher-js's 256 KiB, then frames wait in the bounded outbox, and its overflow ends the
+/// session; the other connections go on.
+#[tokio::test]
+async fn a_stream_nobody_reads_is_evicted() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = common::config();
+    c.server.pong_timeout = 1;
+    c.server.outbox_capacity = 64;
+    let t = common::start_with(c).await;
+    let s = session(14);
+    let mut raw = TcpStream::connect(t.addr).await.unwrap();
+    let head =
+        format!("POST {s}/xhr_streaming?{QUERY} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    raw.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("connection_established") {
+        let n = tokio::time::timeout(WAIT, raw.read(&mut buf))
+            .await
+            .expect("frames in time")
+            .unwrap();
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    send(
+        t.addr,
+        &s,
+        json!({"event": "pusher:subscribe", "data": {"channel": "unread"}}),
+    )
+    .await;
+    let (mut ws, _) = common::connect(t.addr, "key1").await;
+    common::subscribe_public(&mut ws, "unread").await;
+    // A WebSocket subscriber reading all along: it gets every event, in order, until "done".
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let m = common::recv(&mut ws).await;
+            if m["event"] == "done" {
+                return (n, ws);
+            }
+            let data = m["data"].as_str().expect("string data");
+            assert!(data.starts_with(&format!("{n}:")), "event {n} out of order");
+            n += 1;
+        }
+    });
+    // From here on `raw` is never read.
+    let state = t.server.state();
+    let pad = "x".repeat(8000);
+    let mut sent = 0;
+    while !state.sessions.is_empty() {
+        assert!(sent < 2_000, "still not evicted after {sent} events");
+        let r = common::trigger(
+            t.addr,
+            json!({"name": "e", "channel": "unread", "data": format!("{sent}:{pad}")}),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        sent += 1;
+        if sent % 100 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(state.metrics.evictions.load(Ordering::Relaxed), 1);
+    let r = common::trigger(
+        t.addr,
+        json!({"name": "done", "channel": "unread", "data": "{}"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let (received, mut ws) = tokio::time::timeout(WAIT * 4, reader)
+        .await
+        .expect("the reader finishes")
+        .expect("reader task");
+    assert_eq!(received, sent);
+    common::send(&mut ws, json!({"event": "pusher:ping", "data": {}})).await;
+    assert_eq!(common::recv(&mut ws).await["event"], "pusher:pong");
+    drop(raw);
+}
+
 /// What a raw request on a fresh connection gets: (status line, the rest), lower-cased.
 async fn raw_answer(addr: SocketAddr, request: &[u8]) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
