@@ -268,8 +268,14 @@ impl Outbox {
             if let Some(r) = self.closing() {
                 return r;
             }
-            self.wake.notified().await;
+            self.wake().await;
         }
+    }
+
+    /// Resolves after [`Outbox::close`] was called (also if that was before this call); check
+    /// [`Outbox::closing`] then.
+    pub fn wake(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
     }
 }
 

@@ -257,10 +257,7 @@ async fn attach(
             };
             let (transport, tx) = state.sessions.open(target.session.clone(), timing);
             let state = state.clone();
-            tokio::spawn(async move {
-                connection::serve(transport, up, state).await;
-                drop(guard);
-            });
+            tokio::spawn(connection::serve(transport, up, state, guard));
             tx
         }
     };

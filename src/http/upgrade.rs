@@ -47,6 +47,45 @@ fn pusher_subprotocol<B>(req: &Request<B>) -> Option<HeaderValue> {
         .and_then(|p| HeaderValue::from_str(p).ok())
 }
 
+/// Sets up the WebSocket over an upgraded connection and spawns the connection's task.
+async fn start(
+    upgraded: hyper::upgrade::Upgraded,
+    up: Upgrade,
+    state: Arc<State>,
+    guard: DrainGuard,
+    max_message: usize,
+) {
+    let config = connection::ws_config(max_message);
+    // Take the TCP stream back from hyper: this frees hyper's connection buffers (the bulk of
+    // an idle connection's memory otherwise) and a layer of indirection.
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            // Shared with the outbox, whose direct path writes broadcasts to it.
+            let socket = Arc::new(parts.io.into_inner());
+            let stream = connection::SharedTcp(socket.clone());
+            // `read_buf` shares hyper's 8 KiB read buffer: copy what the client already sent
+            // and let the buffer go before the connection lives on.
+            let early = (!parts.read_buf.is_empty()).then(|| parts.read_buf.to_vec());
+            drop(parts.read_buf);
+            let ws = match early {
+                None => WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await,
+                Some(early) => {
+                    WebSocketStream::from_partially_read(stream, early, Role::Server, Some(config))
+                        .await
+                }
+            };
+            let ws = connection::WebSocket::with_direct(ws, socket);
+            tokio::spawn(connection::serve(ws, up, state, guard));
+        }
+        Err(upgraded) => {
+            let io = TokioIo::new(upgraded);
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+            let ws = connection::WebSocket::new(ws);
+            tokio::spawn(connection::serve(ws, up, state, guard));
+        }
+    }
+}
+
 /// Answers the upgrade with 101 and runs the connection on its own task.
 pub fn upgrade(
     mut req: Request<Incoming>,
@@ -84,55 +123,14 @@ pub fn upgrade(
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let max_message = state.config.limits.max_message_bytes;
-    let fut = async move {
+    // The upgrade's task ends once the WebSocket is set up: the connection then runs on a task
+    // of its own whose future is `connection::serve`'s alone, nothing of the upgrade around it.
+    tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => {
-                let config = connection::ws_config(max_message);
-                // Take the TCP stream back from hyper: this frees hyper's connection buffers
-                // (the bulk of an idle connection's memory otherwise) and a layer of indirection.
-                match upgraded.downcast::<TokioIo<TcpStream>>() {
-                    Ok(parts) => {
-                        // Shared with the outbox, whose direct path writes broadcasts to it.
-                        let socket = Arc::new(parts.io.into_inner());
-                        let stream = connection::SharedTcp(socket.clone());
-                        // `read_buf` shares hyper's 8 KiB read buffer: copy what the client
-                        // already sent and let the buffer go before the connection lives on.
-                        let early = (!parts.read_buf.is_empty()).then(|| parts.read_buf.to_vec());
-                        drop(parts.read_buf);
-                        let ws = match early {
-                            None => {
-                                WebSocketStream::from_raw_socket(stream, Role::Server, Some(config))
-                                    .await
-                            }
-                            Some(early) => {
-                                WebSocketStream::from_partially_read(
-                                    stream,
-                                    early,
-                                    Role::Server,
-                                    Some(config),
-                                )
-                                .await
-                            }
-                        };
-                        let ws = connection::WebSocket::with_direct(ws, socket);
-                        connection::serve(ws, up, state).await;
-                    }
-                    Err(upgraded) => {
-                        let ws = WebSocketStream::from_raw_socket(
-                            TokioIo::new(upgraded),
-                            Role::Server,
-                            Some(config),
-                        )
-                        .await;
-                        connection::serve(connection::WebSocket::new(ws), up, state).await;
-                    }
-                }
-            }
+            Ok(upgraded) => Box::pin(start(upgraded, up, state, guard, max_message)).await,
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
-        drop(guard);
-    };
-    tokio::spawn(fut);
+    });
     let mut res = Response::new(Full::new(Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();

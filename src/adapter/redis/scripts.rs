@@ -102,7 +102,7 @@ return {n, redis.call('EXISTS', KEYS[1])}
     )
 });
 
-/// Removes a dead node's share from the cluster-wide counts.
+/// Removes a dead node's share from the cluster-wide counts (and its dashboard view, stale now).
 /// KEYS: nodes, node subs, node presence, node users, node connections. ARGV: node, now ms,
 /// timeout ms, key tag, pub/sub channel base (`{prefix}:c:`, or empty on a Redis Cluster): with
 /// it, each member_removed is published by the script itself, in the order Redis decided it.
@@ -147,7 +147,8 @@ local removed = subtract(KEYS[3],
     end
   end)
 local offline = subtract(KEYS[4], function(f) return T .. ':users:' .. f[1] end, function(f) return f[2] end)
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], T .. ':node:' .. ARGV[1] .. ':seen')
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], T .. ':node:' .. ARGV[1] .. ':seen',
+  T .. ':node:' .. ARGV[1] .. ':view')
 -- If the node was alive after all, its resync must know that its members were announced gone.
 redis.call('SET', T .. ':node:' .. ARGV[1] .. ':reaped', 1, 'EX', 3600)
 return {cjson.encode(vacated), cjson.encode(removed), cjson.encode(offline)}
