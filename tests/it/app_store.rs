@@ -512,3 +512,40 @@ async fn cli_manages_apps_on_postgres() {
 async fn cli_manages_apps_on_mariadb() {
     cli(Kind::Maria).await;
 }
+
+/// The store's errors never show the URL's password, in the CLI's messages as in the server's
+/// log (both print the same error): a login the database refuses (MariaDB's root has no
+/// password here), a port nobody listens on, a host that does not resolve and a URL that does
+/// not parse.
+#[test]
+fn store_errors_do_not_show_the_password() {
+    const PW: &str = "Zq8-not-shown-Pw";
+    let cases = [
+        ("mysql", format!("mysql://root:{PW}@127.0.0.1:3306/mysql")),
+        (
+            "postgres",
+            format!("postgres://postgres:{PW}@127.0.0.1:1/postgres"),
+        ),
+        (
+            "mysql",
+            format!("mysql://root:{PW}@herald-test.invalid:3306/x"),
+        ),
+        (
+            "postgres",
+            format!("postgres://u:{PW}@127.0.0.1:notaport/db"),
+        ),
+    ];
+    for (i, (driver, url)) in cases.iter().enumerate() {
+        let file = write_config(
+            &format!("store-password-{i}-{}.toml", std::process::id()),
+            &format!("[app_store]\ndriver = \"{driver}\"\nurl = \"{url}\"\ntimeout_ms = 2000\n"),
+        );
+        let (ok, out, err) = herald_cli(&["apps", "list", "--config", file.to_str().unwrap()]);
+        assert!(!ok, "{url}: listed apps: {out}");
+        assert!(!err.trim().is_empty(), "{url}: no error shown");
+        assert!(
+            !out.contains(PW) && !err.contains(PW),
+            "{url}: the password shows: {out}{err}"
+        );
+    }
+}
