@@ -4,6 +4,7 @@
 mod common;
 
 mod app_store;
+mod app_store_cli;
 mod app_store_db;
 mod app_store_outage;
 mod bad_input;
