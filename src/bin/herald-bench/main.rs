@@ -6,6 +6,7 @@ mod client;
 mod costs;
 mod floor;
 mod http;
+mod idle;
 mod measure;
 mod model;
 mod model_cmd;
@@ -263,13 +264,13 @@ fn main() -> std::process::ExitCode {
                 parallel,
                 apps,
             } => {
-                let spread = scenarios::Spread {
+                let spread = idle::Spread {
                     channels,
                     sources,
                     parallel,
                     apps,
                 };
-                scenarios::idle(target, connections, spread).await
+                idle::idle(target, connections, spread).await
             }
             Scenario::Fanout {
                 target,
