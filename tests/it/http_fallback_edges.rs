@@ -222,26 +222,14 @@ async fn shutdown_closes_a_streaming_session_with_4200() {
 #[tokio::test]
 async fn a_stream_nobody_reads_is_evicted() {
     use std::sync::atomic::Ordering;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut c = common::config();
     c.server.pong_timeout = 1;
     c.server.outbox_capacity = 64;
     let t = common::start_with(c).await;
     let s = session(14);
-    let mut raw = TcpStream::connect(t.addr).await.unwrap();
     let head =
         format!("POST {s}/xhr_streaming?{QUERY} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
-    raw.write_all(head.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains("connection_established") {
-        let n = tokio::time::timeout(WAIT, raw.read(&mut buf))
-            .await
-            .expect("frames in time")
-            .unwrap();
-        assert!(n > 0, "closed early");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let (raw, _) = raw_stream(t.addr, &head).await;
     send(
         t.addr,
         &s,
@@ -295,6 +283,25 @@ async fn a_stream_nobody_reads_is_evicted() {
     common::send(&mut ws, json!({"event": "pusher:ping", "data": {}})).await;
     assert_eq!(common::recv(&mut ws).await["event"], "pusher:pong");
     drop(raw);
+}
+
+/// Sends a streaming request on a fresh connection and reads until `connection_established`
+/// arrived: the socket and what it read so far.
+async fn raw_stream(addr: SocketAddr, request: &str) -> (TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("connection_established") {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .expect("frames in time")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    (s, String::from_utf8_lossy(&got).into_owned())
 }
 
 /// What a raw request on a fresh connection gets: (status line, the rest), lower-cased.
@@ -358,20 +365,7 @@ async fn streaming_requests_answered_on_the_socket() {
     let good = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\nContent-Length: 2\r\n\r\n[]"
     );
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(t.addr).await.unwrap();
-    s.write_all(good.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains("connection_established") {
-        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
-            .await
-            .expect("frames in time")
-            .unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&got).to_string();
+    let (_s, text) = raw_stream(t.addr, &good).await;
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(
         text.contains("\r\ntransfer-encoding: chunked\r\n"),
