@@ -1,10 +1,9 @@
 //! The `herald` subcommands that read a config: `check-config`, `trigger` and `health`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::common::*;
-use crate::spawned::{Spawned, BIN};
+use crate::spawned::BIN;
 
 #[test]
 fn check_config_accepts_the_example() {
@@ -272,25 +271,8 @@ async fn json_logs_open_file_limit_and_the_trigger_command() {
         "[metrics]\nenabled = false\n[server]\nport = {port}\ndrain_seconds = 1\n[[apps]]\nid = \"1\"\nkey = \"key1\"\nsecret = \"secret1\"\n"
     );
     std::fs::write(&file, toml).unwrap();
-    let mut child = Spawned::new(
-        Command::new(BIN)
-            .args(["--log-format", "json", "--config"])
-            .arg(&file)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.child().stderr.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut child, mut rx) =
+        crate::spawned::logged(&["--log-format", "json"], &file, Some("info"));
     // Every log line is a JSON object; one says what the open-file limit is.
     let limit = tokio::time::timeout(WAIT, async {
         loop {

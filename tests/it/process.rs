@@ -191,26 +191,7 @@ async fn sighup_reloads_apps_without_dropping_connections() {
         format!("[[apps]]\nid = \"{id}\"\nkey = \"{key}\"\nsecret = \"{secret}\"\n")
     };
     std::fs::write(&file, format!("{head}{}", app("1", "key1", "secret1"))).unwrap();
-    let mut child = Spawned::new(
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&file)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.child().stderr.take().unwrap();
-    let (tx, mut logs) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut child, mut logs) = crate::spawned::logged(&[], &file, Some("info"));
     wait_log(&mut logs, "herald listening").await;
     // every listener is logged, here the metrics one being off
     let metrics = wait_log(&mut logs, "metrics:").await;

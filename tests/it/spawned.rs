@@ -88,3 +88,29 @@ pub fn herald(wrapper: &[&str], file: &std::path::Path) -> Spawned {
         .expect("herald starts");
     Spawned::new(child)
 }
+
+/// Runs the herald binary with `args` and `--config file`, logging at `level` (`None`: the
+/// default, no `RUST_LOG`) without colours; guarded, with its log lines as they come.
+pub fn logged(
+    args: &[&str],
+    file: &std::path::Path,
+    level: Option<&str>,
+) -> (Spawned, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args)
+        .arg("--config")
+        .arg(file)
+        .env("NO_COLOR", "1");
+    match level {
+        Some(l) => cmd.env("RUST_LOG", l),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("herald starts");
+    let mut spawned = Spawned::new(child);
+    let logs = log_lines(spawned.child());
+    (spawned, logs)
+}

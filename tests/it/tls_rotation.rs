@@ -3,7 +3,7 @@
 //! refused and the current certificate stays. Each new handshake's certificate is checked.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
-use crate::spawned::{log_lines, wait_log, Spawned, BIN};
+use crate::spawned::{logged, wait_log};
 use crate::tls::{connector, presented, tls_stream, Certs};
 
 /// A generated certificate: its PEM files' contents and its DER.
@@ -102,18 +102,7 @@ async fn certificates_rotate_on_sighup_and_on_file_change_with_a_websocket_open(
             key.to_string_lossy()
         ),
     );
-    let mut child = Spawned::new(
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&file)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut logs = log_lines(child.child());
+    let (mut child, mut logs) = logged(&[], &file, Some("info"));
     wait_log(&mut logs, "herald listening").await;
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // The client trusts both; `presented` says which one a new handshake got.

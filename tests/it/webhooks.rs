@@ -357,18 +357,7 @@ Authorization = "Bearer s3cret-header"
         ),
     );
     // The default log level: no RUST_LOG.
-    let mut herald = crate::spawned::Spawned::new(
-        std::process::Command::new(crate::spawned::BIN)
-            .arg("--config")
-            .arg(&file)
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut logs = crate::spawned::log_lines(herald.child());
+    let (mut herald, mut logs) = crate::spawned::logged(&[], &file, None);
     let addr = wait_listening(port).await;
     let (mut a, _) = connect(addr, "key1").await;
     subscribe_public(&mut a, "warn-me").await;
