@@ -79,6 +79,32 @@ fn frames(c: &mut Criterion) {
     });
 }
 
+/// Connection `i`'s outbox (writing straight to a socket when `direct` is given), subscribed to
+/// the benchmarks' channel.
+fn subscriber(app: &herald::hub::AppHub, i: usize, direct: Option<Direct>) -> Arc<Outbox> {
+    let o = Arc::new(Outbox::new(
+        SocketId {
+            node: 1,
+            seq: i as u64,
+        },
+        1 << 16,
+    ));
+    if let Some(d) = direct {
+        o.attach(d);
+    }
+    app.subscribe(JoinRequest {
+        channel: "hotel-grand",
+        conn: &o,
+        member: None,
+        max_members: 100,
+        announce: false,
+        presence_data: None,
+        replay: Replay::Local,
+    })
+    .ok();
+    o
+}
+
 fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fan-out");
     for n in [100usize, 1000] {
@@ -86,24 +112,7 @@ fn fanout(c: &mut Criterion) {
         let app = hub.app("1");
         let mut rxs = Vec::new();
         for i in 0..n {
-            let o = Arc::new(Outbox::new(
-                SocketId {
-                    node: 1,
-                    seq: i as u64,
-                },
-                1 << 16,
-            ));
-            app.subscribe(JoinRequest {
-                channel: "hotel-grand",
-                conn: &o,
-                member: None,
-                max_members: 100,
-                announce: false,
-                presence_data: None,
-                replay: Replay::Local,
-            })
-            .ok();
-            rxs.push(o);
+            rxs.push(subscriber(&app, i, None));
         }
         let b = broadcast(100);
         group.bench_with_input(
@@ -195,28 +204,11 @@ fn fanout_direct(c: &mut Criterion) {
         let app = hub.app("1");
         let mut outboxes = Vec::new();
         for (i, s) in sockets.servers.iter().enumerate() {
-            let o = Arc::new(Outbox::new(
-                SocketId {
-                    node: 1,
-                    seq: i as u64,
-                },
-                1 << 16,
-            ));
-            o.attach(Direct {
+            let direct = Direct {
                 socket: s.clone(),
                 metrics: metrics.clone(),
-            });
-            app.subscribe(JoinRequest {
-                channel: "hotel-grand",
-                conn: &o,
-                member: None,
-                max_members: 100,
-                announce: false,
-                presence_data: None,
-                replay: Replay::Local,
-            })
-            .ok();
-            outboxes.push(o);
+            };
+            outboxes.push(subscriber(&app, i, Some(direct)));
         }
         let b = broadcast(100);
         group.bench_with_input(BenchmarkId::new("write to N sockets", n), &n, |bench, _| {
