@@ -49,27 +49,30 @@ impl Outgoing {
         &self.text
     }
 
-    /// The unmasked server-to-client WebSocket text frame (RFC 6455 §5.2) carrying the text.
+    /// The unmasked server-to-client WebSocket text frame carrying the text.
     pub fn wire(&self) -> &Bytes {
-        self.wire.get_or_init(|| {
-            let payload = self.text.as_bytes();
-            let mut f = Vec::with_capacity(payload.len() + 10);
-            f.push(0x81); // FIN, text
-            match payload.len() {
-                n if n < 126 => f.push(n as u8),
-                n if n <= usize::from(u16::MAX) => {
-                    f.push(126);
-                    f.extend_from_slice(&(n as u16).to_be_bytes());
-                }
-                n => {
-                    f.push(127);
-                    f.extend_from_slice(&(n as u64).to_be_bytes());
-                }
-            }
-            f.extend_from_slice(payload);
-            Bytes::from(f)
-        })
+        self.wire
+            .get_or_init(|| Bytes::from(text_frame(self.text.as_bytes())))
     }
+}
+
+/// The unmasked server-to-client WebSocket text frame (RFC 6455 §5.2) carrying `payload`.
+pub fn text_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(payload.len() + 10);
+    f.push(0x81); // FIN, text
+    match payload.len() {
+        n if n < 126 => f.push(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            f.push(126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(payload);
+    f
 }
 
 /// A connection's socket as the direct path writes it, and where those writes are counted.
@@ -302,6 +305,18 @@ mod tests {
             ["a", "b"]
         );
         assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn text_frames_carry_their_length_in_the_smallest_form() {
+        assert_eq!(text_frame(b"hi"), b"\x81\x02hi");
+        let mid = text_frame(&[b'x'; 200]);
+        assert_eq!(&mid[..4], &[0x81, 126, 0, 200]);
+        assert_eq!(mid.len(), 204);
+        let big = text_frame(&vec![b'x'; 70_000]);
+        assert_eq!(&big[..2], &[0x81, 127]);
+        assert_eq!(&big[2..10], &70_000u64.to_be_bytes());
+        assert_eq!(big.len(), 70_010);
     }
 
     #[test]

@@ -23,6 +23,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use herald::outbox::text_frame;
+
 use crate::client::{loopback, Error};
 
 /// A socket's unwritten bytes beyond this mean it stopped reading: it is dropped.
@@ -138,25 +140,6 @@ fn fan_out_thread(rx: mpsc::Receiver<Cmd>) {
         }
         subs.retain(|s| !s.dead);
     }
-}
-
-/// An unmasked server text frame.
-fn text_frame(payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(payload.len() + 10);
-    f.push(0x81);
-    match payload.len() {
-        n if n < 126 => f.push(n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            f.push(126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(payload);
-    f
 }
 
 /// Reads one (masked) client frame and discards it.
