@@ -160,7 +160,6 @@ pub async fn consume(
 pub struct Publisher {
     sender: SendRequest<Full<Bytes>>,
     target: Target,
-    path: String,
 }
 
 impl Publisher {
@@ -172,7 +171,6 @@ impl Publisher {
         Ok(Publisher {
             sender,
             target: target.clone(),
-            path: format!("/apps/{}/events", target.app_id),
         })
     }
 
@@ -180,21 +178,27 @@ impl Publisher {
     pub async fn trigger(&mut self, channel: &str, data: &str) -> Result<u16, Error> {
         let body =
             serde_json::json!({"name": "bench", "channel": channel, "data": data}).to_string();
+        self.post("events", body).await
+    }
+
+    /// POSTs `body`, signed, to `/apps/{id}/{what}`; returns the HTTP status.
+    pub async fn post(&mut self, what: &str, body: String) -> Result<u16, Error> {
+        let t = &self.target;
+        let path = format!("/apps/{}/{what}", t.app_id);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let t = &self.target;
         let query = herald::auth::rest::signed_query(
             "POST",
-            &self.path,
+            &path,
             &[],
             body.as_bytes(),
             &t.key,
             &t.secret,
             now,
         );
-        let req = hyper::Request::post(format!("{}?{query}", self.path))
+        let req = hyper::Request::post(format!("{path}?{query}"))
             .header("host", "127.0.0.1")
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))?;

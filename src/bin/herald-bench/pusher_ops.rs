@@ -5,14 +5,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{self, Error, Ws};
+use crate::client::{self, Error, Publisher, Ws};
 use crate::Target;
 
 /// A socket and its id.
@@ -118,49 +114,17 @@ pub(crate) fn drain(s: Sock) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} })
 }
 
-/// A signed REST POST over one keep-alive connection.
-pub(crate) struct Rest {
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    t: Target,
-}
+/// Signed REST POSTs over one keep-alive connection that must answer 200.
+pub(crate) struct Rest(Publisher);
 
 impl Rest {
     pub(crate) async fn connect(t: &Target, addr: SocketAddr) -> Result<Rest, Error> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        Ok(Rest {
-            sender,
-            t: t.clone(),
-        })
+        Ok(Rest(Publisher::connect(t, addr).await?))
     }
 
     /// POSTs `body` to `/apps/{id}/{what}`; fails unless 200.
     pub(crate) async fn post(&mut self, what: &str, body: &serde_json::Value) -> Result<(), Error> {
-        let path = format!("/apps/{}/{what}", self.t.app_id);
-        let body = body.to_string();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let q = herald::auth::rest::signed_query(
-            "POST",
-            &path,
-            &[],
-            body.as_bytes(),
-            &self.t.key,
-            &self.t.secret,
-            now,
-        );
-        let req = hyper::Request::post(format!("{path}?{q}"))
-            .header("host", "127.0.0.1")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
-        self.sender.ready().await?;
-        let res = self.sender.send_request(req).await?;
-        let status = res.status().as_u16();
-        let _ = res.into_body().collect().await?;
+        let status = self.0.post(what, body.to_string()).await?;
         if status != 200 {
             return Err(format!("{what}: HTTP {status}").into());
         }
