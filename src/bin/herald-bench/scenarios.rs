@@ -239,6 +239,12 @@ impl FanoutRun {
 /// Triggers at a fixed rate to one channel of `subscribers`. With `floor` (the address and pid
 /// of a `herald-bench floor-server`), the same load runs against the floor first and herald's
 /// figures are printed as ratios to the floor's.
+/// Prints the share of the expected deliveries that arrived (target: all).
+fn check_delivered(name: &str, delivered: u64, expected: u64) {
+    let pct = delivered as f64 / expected.max(1) as f64 * 100.0;
+    check(name, pct, "%", "100", delivered == expected);
+}
+
 pub async fn fanout(
     t: Target,
     subscribers: usize,
@@ -263,18 +269,11 @@ pub async fn fanout(
     };
     let h = fanout_run(&t, subscribers, rate, seconds).await?;
     h.print("fanout", subscribers, rate);
-    check(
-        "delivered",
-        h.delivered as f64 / h.expected.max(1) as f64 * 100.0,
-        "%",
-        "100",
-        h.delivered == h.expected,
-    );
+    check_delivered("delivered", h.delivered, h.expected);
     let mut ratios = serde_json::Value::Null;
     match &floor_run {
         Some(f) => {
-            let r = |a: f64, b: f64| a / b;
-            let (p50, p99) = (r(h.lat.0, f.lat.0), r(h.lat.2, f.lat.2));
+            let (p50, p99) = (h.lat.0 / f.lat.0, h.lat.2 / f.lat.2);
             check("p50 / floor p50", p50, "x", "", true);
             check("p99 / floor p99", p99, "x", "<= 1.5", p99 <= 1.5);
             let cpu = match (h.cpu_us_per_delivery, f.cpu_us_per_delivery) {
@@ -284,13 +283,7 @@ pub async fn fanout(
                 }
                 _ => None,
             };
-            check(
-                "floor delivered",
-                f.delivered as f64 / f.expected.max(1) as f64 * 100.0,
-                "%",
-                "100",
-                f.delivered == f.expected,
-            );
+            check_delivered("floor delivered", f.delivered, f.expected);
             ratios = json!({"p50": p50, "p99": p99, "cpu_per_delivery": cpu});
         }
         None => check("fanout p99 latency", h.lat.2, "ms", "<= 2", h.lat.2 <= 2.0),
