@@ -4,9 +4,9 @@
 //! into nodes and shards, `model_cmd` is the subcommand, `validate` runs a workload for real.
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 use crate::client::Error;
+pub use crate::cost_table::{Cost, Costs};
 
 /// Per-node figures from the single-node benchmarks (BENCHMARKS.md, Results 2026-11-22).
 pub mod node {
@@ -18,135 +18,6 @@ pub mod node {
     pub const CPU_PER_DELIVERY_US: f64 = 6.6;
     /// CPU per signed REST trigger, µs (trigger: 85 % of a core for 50,729/s).
     pub const CPU_PER_REST_US: f64 = 16.8;
-}
-
-/// One operation's cost to Redis, or a rate of them (per second).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Cost {
-    pub commands: f64,
-    pub round_trips: f64,
-    pub bytes_in: f64,
-    pub bytes_out: f64,
-    pub cpu_us: f64,
-    /// used_memory change, bytes.
-    pub memory: f64,
-    /// CPU of the herald nodes together, µs.
-    pub node_cpu_us: f64,
-}
-
-impl std::ops::Add for Cost {
-    type Output = Cost;
-    fn add(self, o: Cost) -> Cost {
-        Cost {
-            commands: self.commands + o.commands,
-            round_trips: self.round_trips + o.round_trips,
-            bytes_in: self.bytes_in + o.bytes_in,
-            bytes_out: self.bytes_out + o.bytes_out,
-            cpu_us: self.cpu_us + o.cpu_us,
-            memory: self.memory + o.memory,
-            node_cpu_us: self.node_cpu_us + o.node_cpu_us,
-        }
-    }
-}
-
-impl std::ops::Sub for Cost {
-    type Output = Cost;
-    fn sub(self, o: Cost) -> Cost {
-        self + o * -1.0
-    }
-}
-
-impl std::ops::Mul<f64> for Cost {
-    type Output = Cost;
-    fn mul(self, k: f64) -> Cost {
-        Cost {
-            commands: self.commands * k,
-            round_trips: self.round_trips * k,
-            bytes_in: self.bytes_in * k,
-            bytes_out: self.bytes_out * k,
-            cpu_us: self.cpu_us * k,
-            memory: self.memory * k,
-            node_cpu_us: self.node_cpu_us * k,
-        }
-    }
-}
-
-/// The measured costs: the `ops` of a `costs` JSON line.
-#[derive(Debug, Clone, Default)]
-pub struct Costs {
-    pub ops: BTreeMap<String, Cost>,
-    /// used_memory of Redis with the nodes up and no channels.
-    pub base_memory: f64,
-    /// CPU µs per second a Redis server uses with no clients.
-    pub idle_cpu_us: f64,
-    /// Members a `subscribe.presence.many` join found on average (0: not measured).
-    pub many_members: f64,
-}
-
-impl Costs {
-    /// Parses the JSON line printed by `herald-bench costs`.
-    pub fn from_json(text: &str) -> Result<Costs, Error> {
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.contains("\"scenario\":\"costs\""))
-            .ok_or("no costs JSON line")?;
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        let f = |o: &serde_json::Value, k: &str| o[k].as_f64().unwrap_or(0.0);
-        let ops = v["ops"]
-            .as_object()
-            .ok_or("costs JSON without ops")?
-            .iter()
-            .map(|(name, o)| {
-                (
-                    name.clone(),
-                    Cost {
-                        commands: f(o, "commands"),
-                        round_trips: f(o, "round_trips"),
-                        bytes_in: f(o, "bytes_in"),
-                        bytes_out: f(o, "bytes_out"),
-                        cpu_us: f(o, "cpu_us"),
-                        memory: f(o, "memory"),
-                        node_cpu_us: f(o, "node_cpu_us"),
-                    },
-                )
-            })
-            .collect();
-        Ok(Costs {
-            ops,
-            base_memory: f(&v, "used_memory_start"),
-            idle_cpu_us: f(&v, "redis_idle_cpu_us"),
-            many_members: f(&v, "presence_many_members"),
-        })
-    }
-
-    /// One operation's cost; a missing one is an error naming it.
-    pub fn get(&self, name: &str) -> Result<Cost, Error> {
-        self.ops
-            .get(name)
-            .copied()
-            .ok_or_else(|| format!("costs have no `{name}`: run `herald-bench costs` again").into())
-    }
-
-    /// The first of `names` that was measured.
-    fn first(&self, names: &[&str]) -> Result<Cost, Error> {
-        names
-            .iter()
-            .find_map(|n| self.ops.get(*n).copied())
-            .ok_or_else(|| format!("costs have none of {names:?}").into())
-    }
-
-    /// The highest k measured for `prefix.k{k}`, and its cost.
-    fn widest(&self, prefix: &str) -> Result<(f64, Cost), Error> {
-        (0..64)
-            .rev()
-            .find_map(|k| {
-                self.ops
-                    .get(&format!("{prefix}.k{k}"))
-                    .map(|c| (f64::from(k), *c))
-            })
-            .ok_or_else(|| format!("costs have no `{prefix}.k*`").into())
-    }
 }
 
 /// A workload. Rates are per second over the whole cluster.
@@ -427,6 +298,7 @@ pub fn predict(w: &Workload, c: &Costs) -> Result<Prediction, Error> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     pub(crate) fn cost(commands: f64, cpu_us: f64, memory: f64) -> Cost {
         Cost {
@@ -627,25 +499,5 @@ pub(crate) mod tests {
         assert!(close(s[0].cpu_us, 2007.0));
         assert!(close(s[2].cpu_us, 1007.0));
         assert!(close(load.total(3).cpu_us, 4021.0));
-    }
-
-    #[test]
-    fn reads_a_costs_line() {
-        let text = "table...\n{\"scenario\":\"costs\",\"used_memory_start\":2048,\"ops\":{\"connect\":{\"commands\":0.5,\"round_trips\":0.25,\"bytes_in\":3,\"bytes_out\":4,\"cpu_us\":5,\"memory\":6}}}\n";
-        let c = Costs::from_json(text).expect("parses");
-        assert_eq!(c.base_memory, 2048.0);
-        assert_eq!(
-            c.get("connect").expect("present"),
-            Cost {
-                commands: 0.5,
-                round_trips: 0.25,
-                bytes_in: 3.0,
-                bytes_out: 4.0,
-                cpu_us: 5.0,
-                memory: 6.0,
-                node_cpu_us: 0.0,
-            }
-        );
-        assert!(c.get("signin").is_err());
     }
 }
