@@ -4,19 +4,16 @@
 //! rate (heartbeats, polls) measured while idle is subtracted, and the rest divided by N.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, Error};
+use crate::cost_meter::{Meter, SETTLE};
 use crate::pusher_ops::{ask, drain, join_all, leave_all, open_id, subscribe_frame, Rest};
-use crate::redis_stats::{self, Delta, Stats};
+use crate::redis_stats::Delta;
 use crate::Target;
-
-/// How long work the nodes do after an operation's reply (pipelines, fire-and-forget leaves)
-/// is given to reach Redis before the counters are read.
-const SETTLE: Duration = Duration::from_millis(400);
 
 /// Channels per socket in the subscription workloads (below the default limit of 100).
 const PER_SOCKET: usize = 50;
@@ -45,83 +42,6 @@ const MANY_JOINERS: usize = 10;
 /// Pause between paced publishes, so each goes out in its own pipeline (the publisher batches
 /// whatever queued up during a round trip; `trigger.burst` shows that case).
 const PACE: Duration = Duration::from_millis(1);
-
-/// The Redis side of the measurement: snapshots, the idle rate, results.
-struct Meter {
-    redis: Vec<String>,
-    /// Background cost per second (all servers summed) with every node idle.
-    idle: Delta,
-    rows: Vec<(String, usize, Delta)>,
-    pids: Vec<u32>,
-}
-
-/// Where a measurement started.
-struct Mark {
-    redis: Vec<Stats>,
-    at: Instant,
-    node_cpu: f64,
-}
-
-impl Meter {
-    /// CPU seconds of the nodes together.
-    fn node_cpu(&self) -> f64 {
-        self.pids
-            .iter()
-            .filter_map(|p| crate::measure::cpu_secs(Some(*p)))
-            .sum()
-    }
-
-    async fn start(&self) -> Result<Mark, Error> {
-        Ok(Mark {
-            redis: redis_stats::all(&self.redis).await?,
-            at: Instant::now(),
-            node_cpu: self.node_cpu(),
-        })
-    }
-
-    /// What happened since `from`, all servers summed, nodes' CPU included.
-    async fn since(&self, from: &Mark) -> Result<Delta, Error> {
-        let after = redis_stats::all(&self.redis).await?;
-        let mut d = Delta::sum(&Delta::each(&from.redis, &after));
-        d.node_cpu_us = (self.node_cpu() - from.node_cpu) * 1e6;
-        Ok(d)
-    }
-
-    /// Ends a measurement of `n` repetitions of `name`; `idle_share` is the share of the idle
-    /// rate still running (less when a node was killed).
-    async fn stop(
-        &mut self,
-        name: &str,
-        n: usize,
-        from: Mark,
-        idle_share: f64,
-    ) -> Result<Delta, Error> {
-        tokio::time::sleep(SETTLE).await;
-        let secs = from.at.elapsed().as_secs_f64();
-        let d = self
-            .since(&from)
-            .await?
-            .minus(&self.idle, secs * idle_share)
-            .scaled(1.0 / n.max(1) as f64);
-        println!(
-            "  {name:<30} {:>6.2} {:>6.2} {:>8.0} {:>8.0} {:>7.1} {:>7.1} {:>7.1}   {}",
-            d.commands(),
-            d.reads,
-            d.net_in,
-            d.net_out,
-            d.cmd_us,
-            d.cpu_us,
-            d.node_cpu_us,
-            d.calls
-                .iter()
-                .map(|(c, k)| format!("{c}={k:.2}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        self.rows.push((name.to_string(), n, d.clone()));
-        Ok(d)
-    }
-}
 
 /// Runs every workload and prints the table and one JSON line.
 pub async fn costs(t: Target, o: Options) -> Result<(), Error> {

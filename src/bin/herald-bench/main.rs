@@ -3,6 +3,7 @@
 //! JSON line.
 
 mod client;
+mod cost_meter;
 mod cost_table;
 mod costs;
 mod floor;
