@@ -367,27 +367,25 @@ pub(super) fn apply(inner: &Arc<Inner>, payload: &[u8]) {
     if wire.origin() == Some(inner.node) {
         return;
     }
-    {
-        match wire {
-            // A departure decided while this node was cut off (it was reaped although alive)
-            // is not shown to this node's clients while the user still has a socket here.
-            Wire::Member { b } if departed_but_here(inner, &b) => {}
-            Wire::Member { b } => inner.hub.app(&b.app).deliver(&b),
-            // The cache lives in Redis; no copy is kept here.
-            Wire::Broadcast { b, .. } => inner.hub.app(&b.app).deliver_from_cluster(&b),
-            Wire::Count {
-                app,
-                channel,
-                count,
-                ..
-            } => inner.local_count(&app, &channel, Some(count)),
-            Wire::Terminate { app, user } => {
-                inner.hub.app(&app).users().terminate(&user);
-            }
-            Wire::Watch {
-                app, user, online, ..
-            } => inner.hub.app(&app).users().announce(&user, online),
+    match wire {
+        // A departure decided while this node was cut off (it was reaped although alive)
+        // is not shown to this node's clients while the user still has a socket here.
+        Wire::Member { b } if departed_but_here(inner, &b) => {}
+        Wire::Member { b } => inner.hub.app(&b.app).deliver(&b),
+        // The cache lives in Redis; no copy is kept here.
+        Wire::Broadcast { b, .. } => inner.hub.app(&b.app).deliver_from_cluster(&b),
+        Wire::Count {
+            app,
+            channel,
+            count,
+            ..
+        } => inner.local_count(&app, &channel, Some(count)),
+        Wire::Terminate { app, user } => {
+            inner.hub.app(&app).users().terminate(&user);
         }
+        Wire::Watch {
+            app, user, online, ..
+        } => inner.hub.app(&app).users().announce(&user, online),
     }
 }
 
