@@ -46,15 +46,8 @@ pub fn run(
         "{}://{addr}/health",
         if tls_only { "https" } else { "http" }
     );
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     let probe = async {
         let stream = tokio::net::TcpStream::connect(&addr).await?;
