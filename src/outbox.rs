@@ -59,20 +59,26 @@ impl Outgoing {
 /// The unmasked server-to-client WebSocket text frame (RFC 6455 §5.2) carrying `payload`.
 pub fn text_frame(payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(payload.len() + 10);
-    f.push(0x81); // FIN, text
-    match payload.len() {
-        n if n < 126 => f.push(n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            f.push(126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
+    text_header(payload.len(), &mut f);
     f.extend_from_slice(payload);
     f
+}
+
+/// Appends the header of an unmasked WebSocket text frame of `len` payload bytes (2 to 10
+/// bytes: FIN and opcode, then the length in its smallest form).
+pub fn text_header(len: usize, out: &mut Vec<u8>) {
+    out.push(0x81); // FIN, text
+    match len {
+        n if n < 126 => out.push(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
 }
 
 /// A connection's socket as the direct path writes it, and where those writes are counted.
@@ -205,6 +211,15 @@ impl Outbox {
                 bytes::Buf::advance(rest, n);
             }
         }
+    }
+
+    /// The task's own write went out in part: `rest` (the bytes after what the socket took)
+    /// must be written before anything else, as a frame the direct path wrote in part is.
+    /// Write it with [`Outbox::begin_write`] and [`Outbox::wrote_partial`].
+    pub fn left_partial(&self, rest: Bytes) {
+        let mut q = self.queue();
+        debug_assert!(q.partial.is_none() && q.writing);
+        q.partial = Some(rest);
     }
 
     /// The task's write completed and flushed: the direct path may write again. Not called

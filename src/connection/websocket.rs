@@ -1,10 +1,12 @@
 //! The WebSocket transport: tungstenite frames in and out, pings for liveness, the closing
 //! handshake.
 
+use std::io::IoSlice;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,7 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::transport::{Event, Transport, WriteResult};
 use crate::metrics::Metrics;
-use crate::outbox::{Direct, Outbox};
+use crate::outbox::{text_header, Direct, Outbox};
 use crate::protocol::codes::{pusher_error_code, CloseReason};
 use crate::protocol::outbound;
 
@@ -92,6 +94,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         Ok(())
     }
+}
+
+/// Writes `frames` as WebSocket text frames with one vectored write (each frame's header and
+/// its text, no copy). Bytes the socket does not take are left to the outbox as the rest of a
+/// partial write, for [`WebSocket::own`] to finish before anything else.
+async fn write_frames<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    outbox: &Outbox,
+    frames: &[Utf8Bytes],
+) -> WriteResult {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    let mut headers = Vec::with_capacity(frames.len() * 4);
+    let mut ends = Vec::with_capacity(frames.len());
+    for f in frames {
+        text_header(f.len(), &mut headers);
+        ends.push(headers.len());
+    }
+    let mut start = 0;
+    let mut slices = Vec::with_capacity(frames.len() * 2);
+    for (f, &end) in frames.iter().zip(&ends) {
+        slices.push(IoSlice::new(&headers[start..end]));
+        slices.push(IoSlice::new(f.as_bytes()));
+        start = end;
+    }
+    let total: usize = slices.iter().map(|s| s.len()).sum();
+    let written = match socket.write_vectored(&slices).await {
+        Ok(n) if n > 0 => n,
+        _ => return Err(Some(CloseReason::Abnormal)),
+    };
+    if written < total {
+        let mut rest = Vec::with_capacity(total - written);
+        let mut skip = written;
+        for s in &slices {
+            if skip >= s.len() {
+                skip -= s.len();
+            } else {
+                rest.extend_from_slice(&s[skip..]);
+                skip = 0;
+            }
+        }
+        outbox.left_partial(Bytes::from(rest));
+    }
+    Ok(())
 }
 
 /// A write error as the connection loop sees it.
@@ -176,6 +223,24 @@ where
     /// Writes what is queued (up to [`WRITE_BATCH`] frames), then flushes once.
     async fn write(&mut self, outbox: &Outbox, metrics: &Metrics) -> WriteResult {
         self.own().await?;
+        if self.shared.is_some() {
+            // A control reply tungstenite holds (a pong) goes first.
+            if std::mem::take(&mut self.flush) {
+                self.ws.flush().await.map_err(write_error)?;
+            }
+            let mut frames = Vec::new();
+            outbox.take(WRITE_BATCH, &mut frames);
+            let bytes = frames.iter().map(|f| f.len() as u64).sum::<u64>();
+            write_frames(self.ws.get_mut(), outbox, &frames).await?;
+            // What the socket did not take is finished before the direct path may write.
+            self.own().await?;
+            metrics
+                .messages_out
+                .fetch_add(frames.len() as u64, Ordering::Relaxed);
+            metrics.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+            self.release();
+            return Ok(());
+        }
         self.flush = false;
         let (mut frames, mut bytes) = (0u64, 0u64);
         for _ in 0..WRITE_BATCH {
@@ -239,5 +304,67 @@ where
             while let Some(Ok(_)) = ws.next().await {}
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::text_frame;
+    use crate::protocol::SocketId;
+    use tokio::io::AsyncReadExt;
+
+    /// The frames' bytes as one WebSocket stream.
+    fn wire(frames: &[Utf8Bytes]) -> Vec<u8> {
+        frames
+            .iter()
+            .flat_map(|f| text_frame(f.as_bytes()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_out_as_consecutive_frames() {
+        let outbox = Outbox::new(SocketId { node: 1, seq: 1 }, 8);
+        let frames: Vec<Utf8Bytes> = vec!["a".into(), "x".repeat(300).into(), "".into()];
+        let (mut w, mut r) = tokio::io::duplex(4096);
+        outbox.begin_write();
+        write_frames(&mut w, &outbox, &frames).await.unwrap();
+        assert_eq!(outbox.begin_write(), None);
+        drop(w);
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, wire(&frames));
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_is_left_to_finish() {
+        let outbox = Outbox::new(SocketId { node: 1, seq: 1 }, 8);
+        let frames: Vec<Utf8Bytes> = vec!["first".into(), "second".into(), "third".into()];
+        // The pipe takes 4 bytes: part of the first frame's header and text.
+        let (mut w, mut r) = tokio::io::duplex(4);
+        outbox.begin_write();
+        write_frames(&mut w, &outbox, &frames).await.unwrap();
+        let mut taken = [0u8; 4];
+        let n = r.read(&mut taken).await.unwrap();
+        let rest = outbox.begin_write().unwrap();
+        let mut all = taken[..n].to_vec();
+        all.extend_from_slice(&rest);
+        assert_eq!(all, wire(&frames));
+        // Recorded progress shortens the rest; nothing else is queued meanwhile.
+        outbox.wrote_partial(rest.len() - 1);
+        assert_eq!(outbox.begin_write().map(|b| b.len()), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_closed_socket_ends_the_connection() {
+        let outbox = Outbox::new(SocketId { node: 1, seq: 1 }, 8);
+        let (mut w, r) = tokio::io::duplex(64);
+        drop(r);
+        outbox.begin_write();
+        let frames: Vec<Utf8Bytes> = vec!["a".into()];
+        assert_eq!(
+            write_frames(&mut w, &outbox, &frames).await,
+            Err(Some(CloseReason::Abnormal))
+        );
     }
 }
