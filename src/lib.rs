@@ -320,6 +320,8 @@ impl Server {
                 "shutdown timeout reached with connections still open"
             );
         }
+        // Departures held back while the cluster settles go out before the node does.
+        self.state.adapter.settle_departures().await;
         // The closed sockets' departures wait out their grace period (a client reconnecting to
         // another node cancels them), then go out and release their webhook records.
         let grace = Duration::from_millis(self.state.config.webhooks.grace_ms);

@@ -134,6 +134,14 @@ pub trait Adapter: Send + Sync + 'static {
         Box::pin(std::future::ready(()))
     }
 
+    /// Called once at shutdown, after this node's sockets closed: the departures held back
+    /// while the cluster settles (after a store outage) are checked and announced, waiting out
+    /// the settling window first (at most a node timeout), instead of leaving with the node.
+    /// The local adapter holds none.
+    fn settle_departures(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// Delivers to local subscribers at once and to other nodes' subscribers.
     fn publish(&self, b: Broadcast);
 

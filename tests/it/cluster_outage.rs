@@ -248,3 +248,48 @@ async fn events_accepted_during_an_outage_reach_the_other_node_in_order() {
     }
     assert_eq!(a.server.state().adapter.publish_stats().2, 0);
 }
+
+/// A departure held back while the cluster settles (Redis came back empty) is still announced
+/// when its node shuts down inside the settling window: the node waits the window out and
+/// checks it then. The other node's reaper cannot announce it: the leave already took the
+/// member out of the node's share in Redis.
+#[tokio::test]
+async fn a_departure_held_while_settling_is_announced_at_shutdown() {
+    let mut redis = RedisServer::start().await;
+    let mut ca = node_config(&redis);
+    // A's settling window after Redis comes back: long enough for the steps below.
+    // (The wait below for the announcement, `recv`'s 5 s, outlasts what is left of it.)
+    ca.redis.node_timeout_ms = 4000;
+    let a = start_with(ca).await;
+    let b = start_with(node_config(&redis)).await;
+    const CH: &str = "presence-held-at-shutdown";
+    let (mut w, sw) = connect(b.addr, "key1").await;
+    subscribe_presence(&mut w, &sw, CH, json!("w"), Value::Null).await;
+    let (mut u, su) = connect(a.addr, "key1").await;
+    subscribe_presence(&mut u, &su, CH, json!("U"), Value::Null).await;
+    assert_eq!(data_of(&recv(&mut w).await)["user_id"], "U");
+
+    redis.restart().await;
+    ready(a.addr).await;
+    ready(b.addr).await;
+    settle_on(&[a.addr, b.addr], CH, &["U", "w"]).await;
+    // U leaves inside A's window: Redis no longer lists U, but nobody is told yet.
+    u.close(None).await.unwrap();
+    settle_on(&[b.addr], CH, &["w"]).await;
+    assert_nothing_queued(&mut w).await;
+
+    let shutdown = tokio::spawn(a.server.shutdown());
+    // member_removed arrives once A's window is over.
+    let f = recv(&mut w).await;
+    assert_eq!(
+        (f["event"].as_str(), f["channel"].as_str()),
+        (Some("pusher_internal:member_removed"), Some(CH)),
+        "{f}"
+    );
+    assert_eq!(data_of(&f)["user_id"], "U");
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .expect("A shuts down after announcing")
+        .unwrap();
+    assert_nothing_queued(&mut w).await;
+}

@@ -139,6 +139,35 @@ pub async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// At shutdown, once this node's sockets closed: the departures still held back wait for the
+/// settling window to end (the heartbeat has stopped, so it is not extended: at most a node
+/// timeout) and are checked as the heartbeat would have checked them. Those Redis cannot take
+/// then are logged, with their number, as not announced.
+pub async fn announce_held(inner: &Inner) {
+    if inner.settle.held() == 0 {
+        return;
+    }
+    if let Some(left) = inner.settle.remaining() {
+        let bound = Duration::from_millis(inner.config.node_timeout_ms);
+        tracing::info!(
+            departures = inner.settle.held(),
+            wait_ms = left.min(bound).as_millis() as u64,
+            "announcing the departures held while the cluster settles before shutting down"
+        );
+        tokio::time::sleep(left.min(bound)).await;
+    }
+    for pending in inner.settle.take_due() {
+        recheck(inner, pending).await;
+    }
+    let left = inner.settle.held();
+    if left > 0 {
+        tracing::warn!(
+            departures = left,
+            "shutting down with departures not announced: Redis did not answer (member_removed, channel_vacated and user-offline events are lost for them)"
+        );
+    }
+}
+
 /// What a reap removed.
 #[derive(Debug, Default)]
 struct Removed {

@@ -436,6 +436,10 @@ impl Adapter for RedisAdapter {
         true
     }
 
+    fn settle_departures(&self) -> BoxFuture<'_, ()> {
+        Box::pin(liveness::announce_held(&self.inner))
+    }
+
     fn queue_webhooks<'a>(&'a self, entries: &'a [String]) -> BoxFuture<'a, bool> {
         Box::pin(self.inner.queue_webhooks(entries))
     }

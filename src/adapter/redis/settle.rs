@@ -73,6 +73,18 @@ impl Settle {
         self.state().until.map_or(true, |u| Instant::now() >= u)
     }
 
+    /// How long until the window is over (`None`: it is).
+    pub fn remaining(&self) -> Option<Duration> {
+        let until = self.state().until?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// How many departures are held.
+    pub fn held(&self) -> usize {
+        self.state().pending.len()
+    }
+
     /// Holds a departure back until the window is over.
     pub fn hold(&self, p: Pending) {
         self.state().pending.insert(p);
@@ -117,12 +129,16 @@ mod tests {
         };
         s.hold(p.clone());
         s.hold(p.clone());
+        assert_eq!(s.held(), 1);
         assert!(s.take_due().is_empty());
         tokio::time::advance(Duration::from_millis(1500)).await;
         assert!(!s.settled());
+        assert_eq!(s.remaining(), Some(Duration::from_millis(500)));
         tokio::time::advance(Duration::from_millis(600)).await;
         assert!(s.settled());
+        assert_eq!(s.remaining(), None);
         assert_eq!(s.take_due(), vec![p]);
         assert!(s.take_due().is_empty());
+        assert_eq!(s.held(), 0);
     }
 }
