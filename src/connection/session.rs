@@ -369,9 +369,11 @@ impl Session {
             return Ok(());
         }
         self.authorized = true;
-        self.reply(outbound::signin_success(&raw));
         // Join the user's own channel now, so `sendToUser` reaches every signed-in socket
-        // whether or not the client library subscribes to it explicitly.
+        // whether or not the client library subscribes to it explicitly. The success goes out
+        // once the join is done (the reply may be written at once): a `sendToUser` the
+        // client's backend makes on seeing it must reach this socket, also through another
+        // node.
         let own = format!("{SERVER_TO_USER_PREFIX}{}", user.id);
         let join = Join {
             app: &self.app.id,
@@ -390,6 +392,7 @@ impl Session {
                 },
             );
         }
+        self.reply(outbound::signin_success(&raw));
         let watchlist_events = self.app.watchlist_events;
         let sign_in = SignIn {
             app: &self.app.id,

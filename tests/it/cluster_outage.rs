@@ -68,6 +68,48 @@ impl Gate {
     }
 }
 
+/// A TCP relay to Redis that holds what the node sends for `delay` before passing it on (what
+/// Redis sends back goes straight through): a slow link from one node to Redis.
+pub async fn slow_link(redis: &RedisServer, delay: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let target = redis.port;
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                else {
+                    return;
+                };
+                let (mut from_node, mut to_node) = inbound.into_split();
+                let (mut from_redis, mut to_redis) = outbound.into_split();
+                let (tx, mut rx) =
+                    tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = from_node.read(&mut buf).await {
+                        let due = tokio::time::Instant::now() + delay;
+                        if tx.send((due, buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    while let Some((due, bytes)) = rx.recv().await {
+                        tokio::time::sleep_until(due).await;
+                        if to_redis.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let _ = tokio::io::copy(&mut from_redis, &mut to_node).await;
+            });
+        }
+    });
+    format!("redis://127.0.0.1:{port}/0")
+}
+
 /// Item 3: Redis comes back with its data after more than a node timeout, and node B reaches
 /// it later than node A (its network is cut for 500 ms more, then its reconnect backoff of up to
 /// 2 s). Every heartbeat score is then old, but A may not reap B, which is alive: no
@@ -292,4 +334,37 @@ async fn a_departure_held_while_settling_is_announced_at_shutdown() {
         .expect("A shuts down after announcing")
         .unwrap();
     assert_nothing_queued(&mut w).await;
+}
+
+/// `pusher:signin_success` means the socket's own user channel is joined, across the cluster:
+/// a `sendToUser` the backend makes through another node as soon as the client sees it
+/// arrives, even when the signing-in node's link to Redis is slow (300 ms). Before, the reply
+/// went out before the join, and such an event was lost.
+#[tokio::test]
+async fn send_to_user_right_after_signin_reaches_the_socket_across_nodes() {
+    let redis = RedisServer::start().await;
+    let a = start_with(node_config(&redis)).await;
+    let mut cb = node_config(&redis);
+    cb.redis.url = slow_link(&redis, Duration::from_millis(300)).await;
+    // Heartbeats through the slow link must not make B look dead.
+    cb.redis.node_timeout_ms = 3000;
+    let b = start_with(cb).await;
+    ready(b.addr).await;
+    let (mut u, su) = connect(b.addr, "key1").await;
+    signin(&mut u, &su, r#"{"id":"quick"}"#).await;
+    let body = json!({"name": "hello", "channel": "#server-to-user-quick", "data": "now"});
+    let r = api(
+        a.addr,
+        "POST",
+        "/apps/1/events",
+        &[],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        recv(&mut u).await,
+        json!({"event": "hello", "channel": "#server-to-user-quick", "data": "now"})
+    );
+    assert_nothing_queued(&mut u).await;
 }
