@@ -28,6 +28,7 @@ mod metrics;
 mod netfault;
 mod presence;
 mod process;
+mod raw_ws;
 mod redis_server;
 mod rest_auth;
 mod rest_endpoints;
