@@ -15,6 +15,7 @@ mod cluster;
 mod cluster_faults;
 mod cluster_order;
 mod cluster_outage;
+mod cluster_presence;
 mod cluster_replay;
 mod compat;
 mod connection;
