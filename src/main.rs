@@ -305,7 +305,6 @@ async fn wait_for_signal() {
     }
 }
 
-/// Every socket is a file descriptor: raise the soft limit to the hard limit and say what it is.
 /// The runtime `builder` makes, with I/O and timers; `None` (said on stderr) if it cannot start.
 fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
     builder
@@ -315,6 +314,7 @@ fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runti
         .ok()
 }
 
+/// Every socket is a file descriptor: raise the soft limit to the hard limit and say what it is.
 fn raise_open_files_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::info!(open_files = n, "open-file limit"),

@@ -1,8 +1,9 @@
 //! `xhr_streaming` receive requests served straight on the socket: the request head is parsed
 //! here with httparse, then the socket goes to the session, whose task writes the chunked
 //! response ([`super::sink`]); an idle streaming session holds no HTTP/1.1 connection state
-//! (hyper keeps two 8 KiB buffers per connection for its whole life) and no task of its own. Plain-TCP connections whose first request is such a POST come here; every other
-//! connection, and every TLS one, is served by hyper ([`super::handle`]) with the same answers.
+//! (hyper keeps two 8 KiB buffers per connection for its whole life) and no task of its own.
+//! Plain-TCP connections whose first request is such a POST come here; every other connection,
+//! and every TLS one, is served by hyper ([`super::handle`]) with the same answers.
 
 use std::sync::Arc;
 use std::time::Duration;

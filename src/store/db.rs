@@ -29,7 +29,7 @@ impl std::fmt::Display for DbError {
             DbError::Config(e) => write!(f, "{e}"),
             DbError::Timeout => write!(f, "no answer from the database in time"),
             // sqlx's messages name hosts and SQL, never the password (checked by
-            // app_store::store_errors_do_not_show_the_password).
+            // app_store_cli::store_errors_do_not_show_the_password).
             DbError::Query(e) => write!(f, "{e}"),
         }
     }
