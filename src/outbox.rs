@@ -280,16 +280,6 @@ impl Outbox {
         self.closing.get().copied()
     }
 
-    /// Resolves once the connection has been asked to close.
-    pub async fn closed(&self) -> CloseReason {
-        loop {
-            if let Some(r) = self.closing() {
-                return r;
-            }
-            self.wake().await;
-        }
-    }
-
     /// Resolves after [`Outbox::close`] was called (also if that was before this call); check
     /// [`Outbox::closing`] then.
     pub fn wake(&self) -> tokio::sync::futures::Notified<'_> {
@@ -309,7 +299,11 @@ mod tests {
         assert_eq!(outbox.closing(), None);
         outbox.readable().await;
         outbox.push("c".into());
-        assert_eq!(outbox.closed().await, CloseReason::SlowConsumer);
+        // The close wakes the connection's task (`must_close` waits on `wake`).
+        tokio::time::timeout(std::time::Duration::from_secs(5), outbox.wake())
+            .await
+            .expect("woken");
+        assert_eq!(outbox.closing(), Some(CloseReason::SlowConsumer));
         // a later reason does not replace the first
         outbox.close(CloseReason::Terminated);
         assert_eq!(outbox.closing(), Some(CloseReason::SlowConsumer));

@@ -148,13 +148,13 @@ pub async fn announce_held(inner: &Inner) {
         return;
     }
     if let Some(left) = inner.settle.remaining() {
-        let bound = Duration::from_millis(inner.config.node_timeout_ms);
+        let wait = left.min(Duration::from_millis(inner.config.node_timeout_ms));
         tracing::info!(
             departures = inner.settle.held(),
-            wait_ms = left.min(bound).as_millis() as u64,
+            wait_ms = wait.as_millis() as u64,
             "announcing the departures held while the cluster settles before shutting down"
         );
-        tokio::time::sleep(left.min(bound)).await;
+        tokio::time::sleep(wait).await;
     }
     for pending in inner.settle.take_due() {
         recheck(inner, pending).await;
